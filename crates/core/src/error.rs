@@ -1,0 +1,149 @@
+//! The error type of optlayer.
+
+use std::path::PathBuf;
+
+/// Errors returned by optlayer for invalid input or failed numerical work.
+///
+/// Every variant names the value at fault and, where one exists, the fix.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A matrix or vector has the wrong shape.
+    #[error("shape mismatch in {what}: expected {expected}, found {found}")]
+    ShapeMismatch {
+        /// The value whose shape is wrong, e.g. "data batch".
+        what: String,
+        /// The expected shape, with the reason when it is not obvious.
+        expected: String,
+        /// The shape that was passed.
+        found: String,
+    },
+
+    /// Input data contains NaN or an infinite value.
+    #[error(
+        "{what} contains the non-finite value {value} at row {row}, column {col}; \
+         remove or replace NaN and infinite entries before passing it"
+    )]
+    NonFiniteInput {
+        /// The value that contains the entry, e.g. "data batch".
+        what: String,
+        /// Row of the first non-finite entry.
+        row: usize,
+        /// Column (sample) of the first non-finite entry.
+        col: usize,
+        /// The entry itself.
+        value: f64,
+    },
+
+    /// A scalar setting is outside its valid range.
+    #[error("invalid {name} = {value}: {requirement}")]
+    InvalidParameter {
+        /// Name of the setting, e.g. "beta".
+        name: String,
+        /// The value that was passed.
+        value: f64,
+        /// What the value must satisfy.
+        requirement: String,
+    },
+
+    /// A dataset, batch or list that must not be empty is empty.
+    #[error("{what} is empty: {fix}")]
+    Empty {
+        /// The empty value.
+        what: String,
+        /// What to pass instead.
+        fix: String,
+    },
+
+    /// Step sizes break the convergence condition of a splitting.
+    #[error(
+        "step sizes of {algorithm} break its convergence condition {condition}: \
+         the estimate is {value:.6}, which must be below {bound}; {fix}"
+    )]
+    StepCondition {
+        /// The splitting whose condition failed.
+        algorithm: String,
+        /// The condition in words, e.g. "alpha * beta * ||K||^2 < 1".
+        condition: String,
+        /// The estimated left-hand side.
+        value: f64,
+        /// The bound the left-hand side must stay below.
+        bound: f64,
+        /// How to choose valid step sizes.
+        fix: String,
+    },
+
+    /// A gradient or parameter became NaN or infinite.
+    #[error(
+        "non-finite {what} in parameter '{param}' at ({row}, {col}): {value}; \
+         lower the learning rate or check the forward pass for divergence"
+    )]
+    NonFiniteGradient {
+        /// "gradient" or "parameter".
+        what: String,
+        /// Name of the parameter.
+        param: String,
+        /// Row of the first non-finite entry.
+        row: usize,
+        /// Column of the first non-finite entry.
+        col: usize,
+        /// The entry itself.
+        value: f64,
+    },
+
+    /// A backward pass was asked for with a forward result computed under other
+    /// step sizes or parameters.
+    #[error(
+        "the forward result is stale: it was computed with step sizes {forward:?}, \
+         but the layer now uses {current:?}; run the forward pass again after \
+         changing parameters"
+    )]
+    StaleForward {
+        /// Step sizes recorded by the forward pass.
+        forward: Vec<f64>,
+        /// Step sizes the layer uses now.
+        current: Vec<f64>,
+    },
+
+    /// A parameter name that the model does not have.
+    #[error("unknown parameter '{name}'; the model has: {available}")]
+    UnknownParameter {
+        /// The requested name.
+        name: String,
+        /// Comma-separated names of the model's parameters.
+        available: String,
+    },
+
+    /// Reading or writing a file failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was attempted, e.g. "failed to read".
+        action: String,
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A file exists but its contents are not what was expected.
+    #[error("invalid file {path}: {reason}")]
+    InvalidFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and, where possible, how to produce a valid file.
+        reason: String,
+    },
+
+    /// A linear-algebra routine failed, e.g. a factorization of a singular matrix.
+    #[error("{what} failed: {reason}")]
+    Numerical {
+        /// The routine that failed.
+        what: String,
+        /// Why it failed and what to change.
+        reason: String,
+    },
+}
+
+/// Result type of optlayer.
+pub type Result<T, E = Error> = core::result::Result<T, E>;

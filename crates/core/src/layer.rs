@@ -1,0 +1,421 @@
+//! The trainable layer: a splitting iterated to its fixed point.
+
+use faer::dyn_stack::{MemBuffer, MemStack};
+use faer::prelude::ReborrowMut;
+use faer::{Mat, MatMut, MatRef, Par};
+
+use crate::columns::{col_diff_norm2, col_norm2, swap_cols};
+use crate::validate::{check_finite, check_nonempty, check_nonnegative, check_rows, check_shape};
+use crate::{Error, ParamInfo, Parameterized, Result, Scalar, Splitting};
+
+/// Settings of a forward pass.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ForwardOptions {
+    /// Maximum number of steps per sample; at least 1.
+    pub max_iters: usize,
+    /// Relative tolerance on the fixed-point residual.
+    pub rtol: f64,
+    /// Absolute tolerance on the fixed-point residual.
+    pub atol: f64,
+    /// Number of threads. The batch is split into this many column blocks,
+    /// each iterated on its own thread. 1 runs on the calling thread.
+    pub threads: usize,
+}
+
+impl Default for ForwardOptions {
+    fn default() -> Self {
+        Self { max_iters: 1000, rtol: 1e-6, atol: 0.0, threads: 1 }
+    }
+}
+
+impl ForwardOptions {
+    /// Creates options with the given iteration limit and relative tolerance.
+    pub fn new(max_iters: usize, rtol: f64) -> Self {
+        Self { max_iters, rtol, ..Self::default() }
+    }
+
+    /// Sets the absolute tolerance.
+    pub fn with_atol(mut self, atol: f64) -> Self {
+        self.atol = atol;
+        self
+    }
+
+    /// Sets the number of threads.
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
+    }
+
+    /// Checks every setting.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] naming the setting.
+    pub fn validate(&self) -> Result<()> {
+        if self.max_iters == 0 {
+            return Err(Error::InvalidParameter {
+                name: "max_iters".into(),
+                value: 0.0,
+                requirement: "must be at least 1".into(),
+            });
+        }
+        if self.threads == 0 {
+            return Err(Error::InvalidParameter {
+                name: "threads".into(),
+                value: 0.0,
+                requirement: "must be at least 1".into(),
+            });
+        }
+        check_nonnegative("rtol", self.rtol)?;
+        check_nonnegative("atol", self.atol)?;
+        Ok(())
+    }
+}
+
+/// How the iteration of one sample ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Status {
+    /// The fixed-point residual met the tolerance.
+    Converged,
+    /// The iteration limit was reached first.
+    IterationLimit,
+    /// The state became NaN or infinite; the sample stopped at that step.
+    NonFinite,
+}
+
+impl Status {
+    /// Returns a lowercase name for reports: "converged", "iteration_limit" or "non_finite".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Converged => "converged",
+            Status::IterationLimit => "iteration_limit",
+            Status::NonFinite => "non_finite",
+        }
+    }
+}
+
+/// The outcome of a forward pass for one sample.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SampleReport<T> {
+    /// Steps applied.
+    pub iterations: usize,
+    /// Fixed-point residual `‖z_k − z_{k−1}‖` of the last step.
+    pub residual: T,
+    /// The residual divided by `‖z_k‖` (zero when both are zero, infinite when
+    /// only the state is zero).
+    pub relative_residual: T,
+    /// How the iteration ended.
+    pub status: Status,
+}
+
+/// The result of a forward pass on a batch.
+#[derive(Clone, Debug)]
+pub struct ForwardResult<T: Scalar> {
+    /// The primal iterates, `primal_dim x batch`.
+    pub x: Mat<T>,
+    /// The final states, `state_dim x batch`; the starting point of a warm
+    /// start and the point where Jacobian-free backpropagation differentiates.
+    pub state: Mat<T>,
+    /// One report per sample, in column order.
+    pub samples: Vec<SampleReport<T>>,
+    /// The step sizes used, by name.
+    pub step_sizes: Vec<(String, f64)>,
+}
+
+impl<T: Scalar> ForwardResult<T> {
+    /// Returns the number of samples that converged.
+    pub fn converged_count(&self) -> usize {
+        self.samples.iter().filter(|s| s.status == Status::Converged).count()
+    }
+
+    /// Returns the number of samples whose state became non-finite.
+    pub fn non_finite_count(&self) -> usize {
+        self.samples.iter().filter(|s| s.status == Status::NonFinite).count()
+    }
+
+    /// Returns the mean number of steps over the batch.
+    pub fn mean_iterations(&self) -> f64 {
+        let total: usize = self.samples.iter().map(|s| s.iterations).sum();
+        total as f64 / self.samples.len().max(1) as f64
+    }
+
+    /// Returns the largest relative residual over the batch.
+    pub fn max_relative_residual(&self) -> T {
+        self.samples.iter().fold(T::zero(), |acc, s| acc.max(s.relative_residual))
+    }
+}
+
+/// An optimization model as a layer: `N_Θ(d) = argmin_x f_Θ(x; d)`, evaluated
+/// as the fixed point of the splitting `Alg`.
+///
+/// The forward pass iterates `z⁺ = T_Θ(z; d)` on each column of the batch
+/// until `‖z⁺ − z‖ ≤ max(rtol·‖z⁺‖, atol)` or the iteration limit. It keeps
+/// two state buffers and records nothing else, so its memory does not grow
+/// with the iteration count. Samples that converge, or whose state becomes
+/// non-finite, stop costing work: their columns leave the active block.
+///
+/// Gradients come from [`FixedPointJfb`](crate::FixedPointJfb).
+pub struct OptLayer<Alg: Splitting> {
+    splitting: Alg,
+    options: ForwardOptions,
+}
+
+impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
+    /// Creates a layer from a splitting and default forward settings.
+    ///
+    /// # Errors
+    /// When `options` is invalid.
+    pub fn new(splitting: Alg, options: ForwardOptions) -> Result<Self> {
+        options.validate()?;
+        Ok(Self { splitting, options })
+    }
+
+    /// Returns the splitting.
+    pub fn splitting(&self) -> &Alg {
+        &self.splitting
+    }
+
+    /// Returns the splitting for changes; call
+    /// [`Parameterized::after_param_update`] after changing parameters.
+    pub fn splitting_mut(&mut self) -> &mut Alg {
+        &mut self.splitting
+    }
+
+    /// Returns the default forward settings.
+    pub fn options(&self) -> &ForwardOptions {
+        &self.options
+    }
+
+    /// Replaces the default forward settings.
+    ///
+    /// # Errors
+    /// When `options` is invalid; the old settings stay.
+    pub fn set_options(&mut self, options: ForwardOptions) -> Result<()> {
+        options.validate()?;
+        self.options = options;
+        Ok(())
+    }
+
+    /// Runs the forward pass from the splitting's initial state with the
+    /// default settings.
+    ///
+    /// # Errors
+    /// When `data` has the wrong number of rows, no columns, or a non-finite entry.
+    pub fn forward(&self, data: MatRef<'_, T>) -> Result<ForwardResult<T>> {
+        self.forward_with(data, &self.options)
+    }
+
+    /// Runs the forward pass from the splitting's initial state.
+    ///
+    /// # Errors
+    /// When `data` or `options` is invalid.
+    pub fn forward_with(
+        &self,
+        data: MatRef<'_, T>,
+        options: &ForwardOptions,
+    ) -> Result<ForwardResult<T>> {
+        self.check_data(data)?;
+        let mut state = Mat::zeros(self.splitting.state_dim(), data.ncols());
+        self.splitting.init(state.as_mut(), data);
+        self.run(state, data, options)
+    }
+
+    /// Runs the forward pass from `initial_state`, for instance the fixed
+    /// point of an earlier pass on the same samples (a warm start).
+    ///
+    /// # Errors
+    /// When `data`, `initial_state` or `options` is invalid.
+    pub fn forward_from(
+        &self,
+        data: MatRef<'_, T>,
+        initial_state: MatRef<'_, T>,
+        options: &ForwardOptions,
+    ) -> Result<ForwardResult<T>> {
+        self.check_data(data)?;
+        check_shape("initial state", initial_state, self.splitting.state_dim(), data.ncols())?;
+        check_finite("initial state", initial_state)?;
+        self.run(initial_state.to_owned(), data, options)
+    }
+
+    /// Writes one step `z⁺ = T(z; data)` for a whole batch, allocating its own scratch.
+    ///
+    /// # Errors
+    /// When the shapes of `z` and `data` disagree with the splitting.
+    pub fn apply_step(&self, z: MatRef<'_, T>, data: MatRef<'_, T>, par: Par) -> Result<Mat<T>> {
+        self.check_data(data)?;
+        check_shape("state", z, self.splitting.state_dim(), data.ncols())?;
+        let mut z_next = Mat::zeros(z.nrows(), z.ncols());
+        let mut buffer = MemBuffer::new(self.splitting.step_scratch(z.ncols(), par));
+        let stack = MemStack::new(&mut buffer);
+        self.splitting.step(z_next.as_mut(), z, data, par, stack);
+        Ok(z_next)
+    }
+
+    pub(crate) fn check_data(&self, data: MatRef<'_, T>) -> Result<()> {
+        check_rows("data batch", data, self.splitting.data_dim(), "the data dimension of the splitting")?;
+        check_nonempty("data batch", data)?;
+        check_finite("data batch", data)
+    }
+
+    fn run(
+        &self,
+        state: Mat<T>,
+        data: MatRef<'_, T>,
+        options: &ForwardOptions,
+    ) -> Result<ForwardResult<T>> {
+        options.validate()?;
+        let batch = data.ncols();
+        let chunks = options.threads.min(batch);
+        let mut final_state = Mat::zeros(state.nrows(), batch);
+        let mut samples = Vec::with_capacity(batch);
+
+        if chunks <= 1 {
+            samples = iterate_block(&self.splitting, state.as_ref(), data, options, final_state.as_mut());
+        } else {
+            let bounds: Vec<(usize, usize)> = (0..chunks)
+                .map(|c| (c * batch / chunks, (c + 1) * batch / chunks))
+                .collect();
+            let splitting = &self.splitting;
+            let results: Vec<(Mat<T>, Vec<SampleReport<T>>)> = std::thread::scope(|scope| {
+                let handles: Vec<_> = bounds
+                    .iter()
+                    .map(|&(start, end)| {
+                        let z0 = state.as_ref().subcols(start, end - start);
+                        let d = data.subcols(start, end - start);
+                        scope.spawn(move || {
+                            let mut out = Mat::zeros(z0.nrows(), z0.ncols());
+                            let reports = iterate_block(splitting, z0, d, options, out.as_mut());
+                            (out, reports)
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+                    .collect()
+            });
+            for (&(start, end), (block_state, reports)) in bounds.iter().zip(results) {
+                final_state.as_mut().subcols_mut(start, end - start).copy_from(&block_state);
+                samples.extend(reports);
+            }
+        }
+
+        let x = final_state.as_ref().subrows(self.splitting.primal_rows().start, self.splitting.primal_dim()).to_owned();
+        Ok(ForwardResult { x, state: final_state, samples, step_sizes: self.splitting.step_sizes() })
+    }
+}
+
+/// Iterates one block of columns to convergence and writes the final states
+/// into `out` (`state_dim x b`). Returns one report per column.
+///
+/// Active samples occupy the leading columns of the working buffers. When a
+/// sample stops, its final state is copied to `out` and its column is swapped
+/// with the last active one, so later steps run on a smaller block.
+fn iterate_block<T: Scalar, Alg: Splitting<Real = T>>(
+    splitting: &Alg,
+    initial_state: MatRef<'_, T>,
+    data: MatRef<'_, T>,
+    options: &ForwardOptions,
+    mut out: MatMut<'_, T>,
+) -> Vec<SampleReport<T>> {
+    let batch = initial_state.ncols();
+    let par = Par::Seq;
+    let mut z = initial_state.to_owned();
+    let mut z_next = Mat::<T>::zeros(z.nrows(), batch);
+    let mut data_work = data.to_owned();
+    let mut order: Vec<usize> = (0..batch).collect();
+    let mut reports = vec![
+        SampleReport {
+            iterations: 0,
+            residual: T::nan(),
+            relative_residual: T::nan(),
+            status: Status::IterationLimit,
+        };
+        batch
+    ];
+    let mut buffer = MemBuffer::new(splitting.step_scratch(batch, par));
+    let stack = MemStack::new(&mut buffer);
+    let rtol = T::lit(options.rtol);
+    let atol = T::lit(options.atol);
+    let mut active = batch;
+
+    for iteration in 1..=options.max_iters {
+        if active == 0 {
+            break;
+        }
+        splitting.step(
+            z_next.as_mut().subcols_mut(0, active),
+            z.as_ref().subcols(0, active),
+            data_work.as_ref().subcols(0, active),
+            par,
+            stack,
+        );
+        core::mem::swap(&mut z, &mut z_next);
+
+        // z now holds the new iterate and z_next the previous one.
+        let mut j = 0;
+        while j < active {
+            let residual = col_diff_norm2(z.as_ref(), z_next.as_ref(), j);
+            let scale = col_norm2(z.as_ref(), j);
+            let report = &mut reports[order[j]];
+            report.iterations = iteration;
+            report.residual = residual;
+            report.relative_residual = relative(residual, scale);
+            let stopped = if !(residual.is_finite() && scale.is_finite()) {
+                Some(Status::NonFinite)
+            } else if residual <= (rtol * scale).max(atol) {
+                Some(Status::Converged)
+            } else {
+                None
+            };
+            match stopped {
+                Some(status) => {
+                    report.status = status;
+                    out.rb_mut().col_mut(order[j]).copy_from(z.col(j));
+                    let last = active - 1;
+                    swap_cols(z.as_mut(), j, last);
+                    swap_cols(data_work.as_mut(), j, last);
+                    order.swap(j, last);
+                    active -= 1;
+                }
+                None => j += 1,
+            }
+        }
+    }
+
+    for j in 0..active {
+        out.rb_mut().col_mut(order[j]).copy_from(z.col(j));
+    }
+    reports
+}
+
+fn relative<T: Scalar>(residual: T, scale: T) -> T {
+    if scale > T::zero() {
+        residual / scale
+    } else if residual == T::zero() {
+        T::zero()
+    } else {
+        T::infinity()
+    }
+}
+
+impl<T: Scalar, Alg: Splitting<Real = T>> Parameterized<T> for OptLayer<Alg> {
+    fn param_count(&self) -> usize {
+        self.splitting.param_count()
+    }
+
+    fn param_info(&self, index: usize) -> ParamInfo {
+        self.splitting.param_info(index)
+    }
+
+    fn param(&self, index: usize) -> MatRef<'_, T> {
+        self.splitting.param(index)
+    }
+
+    fn param_mut(&mut self, index: usize) -> MatMut<'_, T> {
+        self.splitting.param_mut(index)
+    }
+
+    fn after_param_update(&mut self) -> Result<()> {
+        self.splitting.after_param_update()
+    }
+}

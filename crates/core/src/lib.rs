@@ -1,0 +1,38 @@
+//! Core traits of optlayer.
+//!
+//! An optimization layer evaluates `N_Θ(d) = argmin_x f_Θ(x; d)` as the fixed
+//! point of a splitting iteration `z⁺ = T_Θ(z; d)` and is trained with
+//! Jacobian-free backpropagation. This crate defines the pieces:
+//!
+//! - [`Operator`]: linear maps and their adjoints on batches, learnable or fixed;
+//! - [`Prox`]: proximal maps with their vector-Jacobian products;
+//! - [`Splitting`]: one iteration and its vector-Jacobian product;
+//! - [`OptLayer`]: the loop, the stopping rule and per-sample reports;
+//! - [`FixedPointJfb`]: gradients from one `step_vjp` at the fixed point;
+//! - [`Parameterized`] and [`Gradients`]: parameters and their gradients.
+//!
+//! Batches are faer matrices whose columns are samples. Everything is generic
+//! over the [`Scalar`] types `f32` and `f64`.
+
+pub mod columns;
+mod error;
+mod jfb;
+mod layer;
+mod operator;
+mod params;
+mod prox;
+mod scalar;
+mod splitting;
+pub mod validate;
+
+pub use error::{Error, Result};
+pub use jfb::{FixedPointJfb, JfbOutput, LossFn, mse, mse_loss};
+pub use layer::{ForwardOptions, ForwardResult, OptLayer, SampleReport, Status};
+pub use operator::{Operator, power_iteration, power_iteration_from};
+pub use params::{Gradients, ParamInfo, Parameterized, find_param, param_names, set_param, split_grads};
+pub use prox::Prox;
+pub use scalar::Scalar;
+pub use splitting::Splitting;
+
+/// Re-export of faer, so downstream crates name one version.
+pub use faer;

@@ -1,0 +1,205 @@
+//! Learnable parameters and their gradients.
+//!
+//! A model exposes its parameters as an ordered list of matrices through
+//! [`Parameterized`]. Gradients use the same order, so the gradient of
+//! parameter `i` is `Gradients::tensors()[i]` with the parameter's own shape.
+//! Composite types (a splitting made of blocks, a block made of an operator and
+//! a prox) list their parts' parameters one part after another.
+
+use faer::{Mat, MatMut, MatRef};
+
+use crate::{Error, Result, Scalar};
+
+/// Name and shape of one learnable parameter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParamInfo {
+    /// Name, unique within a model, e.g. "theta".
+    pub name: String,
+    /// Number of rows.
+    pub nrows: usize,
+    /// Number of columns.
+    pub ncols: usize,
+}
+
+/// A type with learnable parameters, each a dense matrix.
+///
+/// Types without parameters implement it with the provided methods, which
+/// report zero parameters.
+///
+/// After writing parameters through [`param_mut`](Self::param_mut), call
+/// [`after_param_update`](Self::after_param_update): it restores invariants
+/// such as a unit spectral norm and refreshes derived quantities such as step
+/// sizes. The optimizers in `optlayer-train` do this after every step.
+pub trait Parameterized<T: Scalar> {
+    /// Returns the number of parameter matrices.
+    fn param_count(&self) -> usize {
+        0
+    }
+
+    /// Returns the name and shape of parameter `index`.
+    ///
+    /// # Panics
+    /// If `index >= self.param_count()`.
+    fn param_info(&self, index: usize) -> ParamInfo {
+        panic!("parameter index {index} out of range: this type has no parameters")
+    }
+
+    /// Returns a view of parameter `index`.
+    ///
+    /// # Panics
+    /// If `index >= self.param_count()`.
+    fn param(&self, index: usize) -> MatRef<'_, T> {
+        panic!("parameter index {index} out of range: this type has no parameters")
+    }
+
+    /// Returns a mutable view of parameter `index`.
+    ///
+    /// # Panics
+    /// If `index >= self.param_count()`.
+    fn param_mut(&mut self, index: usize) -> MatMut<'_, T> {
+        panic!("parameter index {index} out of range: this type has no parameters")
+    }
+
+    /// Restores invariants and refreshes derived quantities after the
+    /// parameters were written.
+    ///
+    /// # Errors
+    /// When the new parameters are invalid (for example non-finite), or when
+    /// no safe step size exists for them.
+    fn after_param_update(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Returns the index of the parameter called `name`.
+///
+/// # Errors
+/// [`Error::UnknownParameter`] listing the names the model has.
+pub fn find_param<T: Scalar, P: Parameterized<T> + ?Sized>(model: &P, name: &str) -> Result<usize> {
+    (0..model.param_count())
+        .find(|&i| model.param_info(i).name == name)
+        .ok_or_else(|| Error::UnknownParameter {
+            name: name.to_string(),
+            available: param_names(model).join(", "),
+        })
+}
+
+/// Returns the names of all parameters of `model`, in order.
+pub fn param_names<T: Scalar, P: Parameterized<T> + ?Sized>(model: &P) -> Vec<String> {
+    (0..model.param_count()).map(|i| model.param_info(i).name).collect()
+}
+
+/// Replaces the parameter called `name` with `value` and calls
+/// [`Parameterized::after_param_update`].
+///
+/// # Errors
+/// An unknown name, a shape mismatch, a non-finite entry, or an error from
+/// `after_param_update`.
+pub fn set_param<T: Scalar, P: Parameterized<T> + ?Sized>(
+    model: &mut P,
+    name: &str,
+    value: MatRef<'_, T>,
+) -> Result<()> {
+    let index = find_param(model, name)?;
+    let info = model.param_info(index);
+    crate::validate::check_shape(&format!("parameter '{name}'"), value, info.nrows, info.ncols)?;
+    crate::validate::check_finite(&format!("parameter '{name}'"), value)?;
+    model.param_mut(index).copy_from(value);
+    model.after_param_update()
+}
+
+/// Gradients of a loss with respect to every parameter of a model, one matrix
+/// per parameter in the model's order and with the parameter's shape.
+#[derive(Clone, Debug)]
+pub struct Gradients<T: Scalar> {
+    infos: Vec<ParamInfo>,
+    tensors: Vec<Mat<T>>,
+}
+
+impl<T: Scalar> Gradients<T> {
+    /// Creates zero gradients shaped like the parameters of `model`.
+    pub fn zeros_for<P: Parameterized<T> + ?Sized>(model: &P) -> Self {
+        let infos: Vec<ParamInfo> = (0..model.param_count()).map(|i| model.param_info(i)).collect();
+        let tensors = infos.iter().map(|info| Mat::zeros(info.nrows, info.ncols)).collect();
+        Self { infos, tensors }
+    }
+
+    /// Sets every gradient entry to zero.
+    pub fn fill_zero(&mut self) {
+        for t in &mut self.tensors {
+            t.fill(T::zero());
+        }
+    }
+
+    /// Returns the names and shapes, in parameter order.
+    pub fn infos(&self) -> &[ParamInfo] {
+        &self.infos
+    }
+
+    /// Returns the gradient matrices, in parameter order.
+    pub fn tensors(&self) -> &[Mat<T>] {
+        &self.tensors
+    }
+
+    /// Returns the gradient matrices for accumulation, in parameter order.
+    pub fn tensors_mut(&mut self) -> &mut [Mat<T>] {
+        &mut self.tensors
+    }
+
+    /// Returns the gradient of the parameter called `name`.
+    pub fn get(&self, name: &str) -> Option<MatRef<'_, T>> {
+        self.infos.iter().position(|info| info.name == name).map(|i| self.tensors[i].as_ref())
+    }
+
+    /// Multiplies every gradient by `factor`.
+    pub fn scale(&mut self, factor: T) {
+        for t in &mut self.tensors {
+            for col in 0..t.ncols() {
+                for row in 0..t.nrows() {
+                    t[(row, col)] = t[(row, col)] * factor;
+                }
+            }
+        }
+    }
+
+    /// Returns the Euclidean norm of all gradients taken together.
+    pub fn norm(&self) -> T {
+        crate::columns::norm2(self.tensors.iter().flat_map(|t| {
+            (0..t.ncols()).flat_map(move |j| (0..t.nrows()).map(move |i| t[(i, j)]))
+        }))
+    }
+
+    /// Checks that every entry is finite.
+    ///
+    /// # Errors
+    /// [`Error::NonFiniteGradient`] naming the parameter and entry.
+    pub fn check_finite(&self) -> Result<()> {
+        for (info, t) in self.infos.iter().zip(&self.tensors) {
+            if let Some((row, col, value)) = crate::columns::first_non_finite(t.as_ref()) {
+                return Err(Error::NonFiniteGradient {
+                    what: "gradient".to_string(),
+                    param: info.name.clone(),
+                    row,
+                    col,
+                    value: value.to_f64_lossless(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Splits `grads` into the leading `count` entries and the rest; composite
+/// models use it to hand each part its own gradients.
+///
+/// # Panics
+/// If `grads` has fewer than `count` entries, which means the composite's
+/// [`Parameterized::param_count`] disagrees with its parts.
+pub fn split_grads<T>(grads: &mut [Mat<T>], count: usize) -> (&mut [Mat<T>], &mut [Mat<T>]) {
+    assert!(
+        grads.len() >= count,
+        "gradient list has {} entries but a part needs {count}",
+        grads.len()
+    );
+    grads.split_at_mut(count)
+}

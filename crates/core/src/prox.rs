@@ -1,0 +1,91 @@
+//! Proximal maps applied to batches.
+
+use faer::{Mat, MatMut, MatRef};
+
+use crate::{Parameterized, Scalar};
+
+/// The proximal map of a closed convex function `g`, with its
+/// vector-Jacobian product.
+///
+/// `prox_{γg}(v) = argmin_u g(u) + ‖u − v‖² / (2γ)`, applied to every column
+/// of a batch. The `data` argument is the batch of problem data `d`, with one
+/// column per sample aligned with the columns of `v`. Data-independent maps
+/// ignore it. Data-dependent ones, such as the projection onto `{d}` of an
+/// equality constraint `Ax = d`, read their sample's column.
+///
+/// # Example
+/// ```
+/// use faer::{Mat, MatMut, MatRef, mat};
+/// use optlayer_core::{Parameterized, Prox};
+///
+/// /// The projection onto the nonnegative orthant.
+/// struct Nonnegative;
+///
+/// impl Parameterized<f64> for Nonnegative {}
+///
+/// impl Prox<f64> for Nonnegative {
+///     fn prox(&self, mut out: MatMut<'_, f64>, v: MatRef<'_, f64>, _gamma: f64, _data: MatRef<'_, f64>) {
+///         for j in 0..v.ncols() {
+///             for i in 0..v.nrows() {
+///                 out[(i, j)] = v[(i, j)].max(0.0);
+///             }
+///         }
+///     }
+///     fn prox_vjp(&self, mut v_bar: MatMut<'_, f64>, v: MatRef<'_, f64>, _gamma: f64,
+///                 _data: MatRef<'_, f64>, cotangent: MatRef<'_, f64>) {
+///         for j in 0..v.ncols() {
+///             for i in 0..v.nrows() {
+///                 v_bar[(i, j)] = if v[(i, j)] > 0.0 { cotangent[(i, j)] } else { 0.0 };
+///             }
+///         }
+///     }
+/// }
+///
+/// let v = mat![[-1.0], [2.0]];
+/// let mut out = Mat::zeros(2, 1);
+/// Nonnegative.prox(out.as_mut(), v.as_ref(), 1.0, Mat::<f64>::zeros(0, 1).as_ref());
+/// assert_eq!(out, mat![[0.0], [2.0]]);
+/// ```
+pub trait Prox<T: Scalar>: Parameterized<T> + Send + Sync {
+    /// Returns the dimension the map is defined on, or `None` when it applies
+    /// to vectors of any length.
+    fn dim(&self) -> Option<usize> {
+        None
+    }
+
+    /// Returns the number of data rows the map reads; the data batch passed to
+    /// it must have at least this many rows.
+    fn data_rows_needed(&self) -> usize {
+        0
+    }
+
+    /// Writes `out = prox_{γg}(v)` column by column. `out` and `v` have the
+    /// same shape; `gamma ≥ 0`, and `gamma = 0` gives the identity for
+    /// functions that are finite everywhere.
+    fn prox(&self, out: MatMut<'_, T>, v: MatRef<'_, T>, gamma: T, data: MatRef<'_, T>);
+
+    /// Writes `v_bar = J(v)ᵀ cotangent`, where `J(v)` is the Jacobian of
+    /// `v ↦ prox_{γg}(v)`. Where the map is not differentiable, each
+    /// implementation documents the element of the generalized Jacobian it uses.
+    fn prox_vjp(
+        &self,
+        v_bar: MatMut<'_, T>,
+        v: MatRef<'_, T>,
+        gamma: T,
+        data: MatRef<'_, T>,
+        cotangent: MatRef<'_, T>,
+    );
+
+    /// Adds `∂⟨cotangent, prox_{γg}(v)⟩/∂params` to `grads`, this map's own
+    /// gradients in parameter order. Maps without parameters keep the no-op.
+    fn accumulate_grad(
+        &self,
+        grads: &mut [Mat<T>],
+        v: MatRef<'_, T>,
+        gamma: T,
+        data: MatRef<'_, T>,
+        cotangent: MatRef<'_, T>,
+    ) {
+        let _ = (grads, v, gamma, data, cotangent);
+    }
+}

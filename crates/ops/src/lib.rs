@@ -1,0 +1,16 @@
+//! Linear operators and proximal maps for optlayer.
+//!
+//! Operators implement [`Operator`](optlayer_core::Operator):
+//! [`Dense`] (a fixed matrix), [`LearnableDense`] (a trained matrix Θ,
+//! optionally kept at unit spectral norm) and [`Identity`].
+//!
+//! Proximal maps implement [`Prox`](optlayer_core::Prox), each with its
+//! vector-Jacobian product: [`L1Norm`] (soft-thresholding, scalar or per-entry
+//! weights), [`IndicatorPoint`] (the projection onto one point, from the data
+//! batch or fixed) and [`Zero`] (the identity).
+
+mod operators;
+mod prox;
+
+pub use operators::{Dense, Identity, LearnableDense, Normalization};
+pub use prox::{IndicatorPoint, L1Norm, PointSource, Zero};

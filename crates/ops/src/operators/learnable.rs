@@ -1,0 +1,174 @@
+use faer::dyn_stack::MemStack;
+use faer::linalg::matmul::matmul;
+use faer::{Accum, Mat, MatMut, MatRef, Par};
+use optlayer_core::validate::{check_finite, check_nonempty};
+use optlayer_core::{Error, Operator, ParamInfo, Parameterized, Result, Scalar, power_iteration, power_iteration_from};
+
+use super::dense_apply;
+
+/// How a [`LearnableDense`] matrix is rescaled after every parameter update.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Normalization {
+    /// No rescaling.
+    None,
+    /// Divide by the spectral norm, estimated by power iteration warm-started
+    /// from the previous estimate's singular vector.
+    ///
+    /// Models whose minimizer does not change when Θ is scaled (such as
+    /// `min ‖Θx‖₁ s.t. Ax = d`) lose nothing by it, and the bound `‖Θ‖₂ = 1`
+    /// keeps the step sizes of a splitting valid while Θ is trained.
+    UnitSpectralNorm {
+        /// Maximum power iterations per update.
+        max_iters: usize,
+        /// Relative change of the estimate at which power iteration stops.
+        rel_tol: f64,
+    },
+}
+
+impl Normalization {
+    /// Unit spectral norm with 300 power iterations at most and a relative
+    /// tolerance of 1e-9.
+    pub fn unit_spectral_norm() -> Self {
+        Normalization::UnitSpectralNorm { max_iters: 300, rel_tol: 1e-9 }
+    }
+}
+
+/// A dense matrix Θ that is a learnable parameter.
+///
+/// Its gradients are `∂⟨G, Θ X⟩/∂Θ = G Xᵀ` and `∂⟨H, Θᵀ Y⟩/∂Θ = Y Hᵀ`, each
+/// summed over the batch by one matrix product.
+#[derive(Clone, Debug)]
+pub struct LearnableDense<T: Scalar> {
+    name: String,
+    matrix: Mat<T>,
+    normalization: Normalization,
+    /// Right singular vector estimate from the last normalization, the warm
+    /// start of the next one.
+    power_vector: Option<Mat<T>>,
+}
+
+impl<T: Scalar> LearnableDense<T> {
+    /// Creates the parameter `name` with initial value `matrix` and no normalization.
+    ///
+    /// # Errors
+    /// When the matrix is empty or has a non-finite entry.
+    pub fn new(name: impl Into<String>, matrix: Mat<T>) -> Result<Self> {
+        check_nonempty("learnable matrix", matrix.as_ref())?;
+        check_nonempty("learnable matrix (transposed)", matrix.as_ref().transpose())?;
+        check_finite("learnable matrix", matrix.as_ref())?;
+        Ok(Self { name: name.into(), matrix, normalization: Normalization::None, power_vector: None })
+    }
+
+    /// Sets the normalization and applies it to the current value.
+    ///
+    /// # Errors
+    /// When the matrix is zero, so it cannot be normalized.
+    pub fn with_normalization(mut self, normalization: Normalization) -> Result<Self> {
+        self.normalization = normalization;
+        self.normalize()?;
+        Ok(self)
+    }
+
+    /// Returns the parameter's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Returns the matrix.
+    pub fn matrix(&self) -> MatRef<'_, T> {
+        self.matrix.as_ref()
+    }
+
+    /// Returns the normalization.
+    pub fn normalization(&self) -> Normalization {
+        self.normalization
+    }
+
+    fn normalize(&mut self) -> Result<()> {
+        let Normalization::UnitSpectralNorm { max_iters, rel_tol } = self.normalization else {
+            return Ok(());
+        };
+        let (norm, vector) = match self.power_vector.take() {
+            Some(start) => power_iteration_from(&*self, start, max_iters, rel_tol),
+            None => power_iteration(&*self, max_iters, rel_tol, 0),
+        };
+        if !(norm.is_finite() && norm > T::zero()) {
+            return Err(Error::Numerical {
+                what: format!("spectral normalization of '{}'", self.name),
+                reason: format!("the norm estimate is {norm}; the matrix must be nonzero and finite"),
+            });
+        }
+        let inv = norm.recip();
+        faer::zip!(self.matrix.as_mut()).for_each(|faer::unzip!(v)| *v = *v * inv);
+        self.power_vector = Some(vector);
+        Ok(())
+    }
+}
+
+impl<T: Scalar> Parameterized<T> for LearnableDense<T> {
+    fn param_count(&self) -> usize {
+        1
+    }
+
+    fn param_info(&self, index: usize) -> ParamInfo {
+        assert_eq!(index, 0, "LearnableDense has one parameter, index {index} is out of range");
+        ParamInfo { name: self.name.clone(), nrows: self.matrix.nrows(), ncols: self.matrix.ncols() }
+    }
+
+    fn param(&self, index: usize) -> MatRef<'_, T> {
+        assert_eq!(index, 0, "LearnableDense has one parameter, index {index} is out of range");
+        self.matrix.as_ref()
+    }
+
+    fn param_mut(&mut self, index: usize) -> MatMut<'_, T> {
+        assert_eq!(index, 0, "LearnableDense has one parameter, index {index} is out of range");
+        self.matrix.as_mut()
+    }
+
+    fn after_param_update(&mut self) -> Result<()> {
+        if let Some((row, col, value)) = optlayer_core::columns::first_non_finite(self.matrix.as_ref()) {
+            return Err(Error::NonFiniteGradient {
+                what: "parameter".into(),
+                param: self.name.clone(),
+                row,
+                col,
+                value: value.to_f64_lossless(),
+            });
+        }
+        self.normalize()
+    }
+}
+
+impl<T: Scalar> Operator<T> for LearnableDense<T> {
+    fn nrows(&self) -> usize {
+        self.matrix.nrows()
+    }
+
+    fn ncols(&self) -> usize {
+        self.matrix.ncols()
+    }
+
+    fn apply(&self, out: MatMut<'_, T>, accum: Accum, alpha: T, x: MatRef<'_, T>, par: Par, _stack: &mut MemStack) {
+        dense_apply(out, accum, alpha, self.matrix.as_ref(), x, par);
+    }
+
+    fn apply_adjoint(
+        &self,
+        out: MatMut<'_, T>,
+        accum: Accum,
+        alpha: T,
+        y: MatRef<'_, T>,
+        par: Par,
+        _stack: &mut MemStack,
+    ) {
+        dense_apply(out, accum, alpha, self.matrix.as_ref().transpose(), y, par);
+    }
+
+    fn accumulate_grad(&self, grads: &mut [Mat<T>], alpha: T, g: MatRef<'_, T>, x: MatRef<'_, T>, par: Par) {
+        matmul(grads[0].as_mut(), Accum::Add, g, x.transpose(), alpha, par);
+    }
+
+    fn accumulate_grad_adjoint(&self, grads: &mut [Mat<T>], alpha: T, h: MatRef<'_, T>, y: MatRef<'_, T>, par: Par) {
+        matmul(grads[0].as_mut(), Accum::Add, y, h.transpose(), alpha, par);
+    }
+}

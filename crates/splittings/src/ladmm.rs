@@ -1,0 +1,558 @@
+//! Linearized ADMM for `min_x Σ_i g_i(K_i x)`.
+
+use faer::dyn_stack::{MemStack, StackReq};
+use faer::linalg::{temp_mat_scratch, temp_mat_zeroed};
+use faer::mat::AsMatMut;
+use faer::prelude::{Reborrow, ReborrowMut};
+use faer::{Accum, Mat, MatMut, MatRef, Par};
+use optlayer_core::validate::check_positive;
+use optlayer_core::{
+    Error, Operator, ParamInfo, Parameterized, Prox, Result, Scalar, Splitting, power_iteration,
+    power_iteration_from, split_grads,
+};
+
+use crate::StackedOperator;
+
+/// One term `g(K x)` of a [`LinearizedAdmm`] model: a linear operator `K`
+/// and the prox of `g`.
+pub struct Block<T: Scalar> {
+    operator: Box<dyn Operator<T>>,
+    prox: Box<dyn Prox<T>>,
+}
+
+impl<T: Scalar> Block<T> {
+    /// Creates the term `g(K x)` with `K = operator` and `g` given by `prox`.
+    pub fn new(operator: impl Operator<T> + 'static, prox: impl Prox<T> + 'static) -> Self {
+        Self { operator: Box::new(operator), prox: Box::new(prox) }
+    }
+
+    /// Returns the operator `K`.
+    pub fn operator(&self) -> &dyn Operator<T> {
+        &*self.operator
+    }
+
+    /// Returns the prox of `g`.
+    pub fn prox(&self) -> &dyn Prox<T> {
+        &*self.prox
+    }
+
+    fn param_count(&self) -> usize {
+        self.operator.param_count() + self.prox.param_count()
+    }
+}
+
+/// The step sizes of linearized ADMM.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LadmmSteps {
+    /// Dual step `α > 0`.
+    pub alpha: f64,
+    /// Primal step `β > 0`.
+    pub beta: f64,
+    /// Prox step `λ > 0`.
+    pub lambda: f64,
+}
+
+/// The rule that keeps the steps of [`LinearizedAdmm`] within the
+/// convergence condition `α β ‖K‖₂² < 1`, where `K = [K_1; K_2; …]`, while
+/// the operators change during training.
+///
+/// `‖K‖₂` is estimated by power iteration at construction and after every
+/// parameter update, warm-started from the previous estimate. The estimate
+/// is a lower bound of the true norm, so the rules keep a margin below 1.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum StepRule {
+    /// Use `β` as given and reject parameters for which
+    /// `α β ‖K‖₂² ≥ safety`, with [`Error::StepCondition`].
+    Fixed {
+        /// The bound, in (0, 1].
+        safety: f64,
+    },
+    /// Use `β` as given while `α β ‖K‖₂² ≤ safety`; otherwise lower it to
+    /// `safety / (α ‖K‖₂²)`.
+    ShrinkBeta {
+        /// The bound, in (0, 1].
+        safety: f64,
+    },
+}
+
+impl Default for StepRule {
+    fn default() -> Self {
+        StepRule::ShrinkBeta { safety: 0.99 }
+    }
+}
+
+/// Linearized ADMM for `min_x Σ_i g_i(K_i x)`.
+///
+/// The state of one sample is `z = (x, p_1, ν_1, p_2, ν_2, …)`, with an
+/// auxiliary variable `p_i ≈ K_i x` and a dual variable `ν_i` per block. One
+/// step is
+///
+/// ```text
+/// p_i⁺ = prox_{λ g_i}(p_i + λ [ν_i + α (K_i x − p_i)])
+/// ν_i⁺ = ν_i + α (K_i x − p_i⁺)
+/// x⁺   = x − β Σ_i K_iᵀ (2 ν_i⁺ − ν_i)
+/// ```
+///
+/// A fixed point satisfies `K_i x = p_i`, `ν_i ∈ ∂g_i(p_i)` and
+/// `Σ_i K_iᵀ ν_i = 0`, the optimality conditions of the model; it does not
+/// depend on the step sizes. Convergence needs roughly `α β ‖K‖₂² < 1`; the
+/// [`StepRule`] enforces it (the default lowers `β` when needed, with a 0.99
+/// margin).
+///
+/// With the blocks `(Θ, ‖·‖₁)` and `(A, indicator of {d})` this is the sparse
+/// recovery model `min ‖Θx‖₁ s.t. Ax = d` (Heaton and Fung, "Explainable AI
+/// via learning to optimize", Scientific Reports 13, 2023).
+///
+/// The state rows are laid out as `x` (`primal_dim` rows), then for each
+/// block `p_i` and `ν_i` (`K_i.nrows()` rows each).
+pub struct LinearizedAdmm<T: Scalar> {
+    primal_dim: usize,
+    data_dim: usize,
+    blocks: Vec<Block<T>>,
+    offsets: Vec<usize>,
+    state_dim: usize,
+    alpha: T,
+    beta_requested: T,
+    beta: T,
+    lambda: T,
+    rule: StepRule,
+    norm_estimate: T,
+    power_vector: Option<Mat<T>>,
+}
+
+/// Power-iteration settings for `‖K‖₂`: a cold start runs up to this many
+/// steps, warm starts usually stop after a few.
+const NORM_MAX_ITERS: usize = 2000;
+const NORM_REL_TOL: f64 = 1e-9;
+
+impl<T: Scalar> LinearizedAdmm<T> {
+    /// Creates the splitting for `min_x Σ_i g_i(K_i x)` with `x ∈ R^primal_dim`
+    /// and data batches of `data_dim` rows, using the default [`StepRule`].
+    ///
+    /// # Errors
+    /// - `blocks` is empty, or two parameters share a name;
+    /// - an operator's input dimension is not `primal_dim`;
+    /// - a prox is defined on another dimension than its operator's output,
+    ///   or reads more data rows than `data_dim`;
+    /// - a step size is not positive and finite, or no valid step exists.
+    pub fn new(primal_dim: usize, data_dim: usize, blocks: Vec<Block<T>>, steps: LadmmSteps) -> Result<Self> {
+        Self::with_rule(primal_dim, data_dim, blocks, steps, StepRule::default())
+    }
+
+    /// Creates the splitting with an explicit [`StepRule`].
+    ///
+    /// # Errors
+    /// As [`new`](Self::new), and when the rule's safety is not in (0, 1].
+    pub fn with_rule(
+        primal_dim: usize,
+        data_dim: usize,
+        blocks: Vec<Block<T>>,
+        steps: LadmmSteps,
+        rule: StepRule,
+    ) -> Result<Self> {
+        validate_blocks(primal_dim, data_dim, &blocks)?;
+        check_positive("alpha", steps.alpha)?;
+        check_positive("beta", steps.beta)?;
+        check_positive("lambda", steps.lambda)?;
+        let safety = match rule {
+            StepRule::Fixed { safety } | StepRule::ShrinkBeta { safety } => safety,
+        };
+        if !(safety > 0.0 && safety <= 1.0) {
+            return Err(Error::InvalidParameter {
+                name: "step rule safety".into(),
+                value: safety,
+                requirement: "must be in (0, 1]".into(),
+            });
+        }
+
+        let mut offsets = Vec::with_capacity(blocks.len());
+        let mut next = primal_dim;
+        for block in &blocks {
+            offsets.push(next);
+            next += 2 * block.operator.nrows();
+        }
+        let mut splitting = Self {
+            primal_dim,
+            data_dim,
+            blocks,
+            offsets,
+            state_dim: next,
+            alpha: T::lit(steps.alpha),
+            beta_requested: T::lit(steps.beta),
+            beta: T::lit(steps.beta),
+            lambda: T::lit(steps.lambda),
+            rule,
+            norm_estimate: T::zero(),
+            power_vector: None,
+        };
+        splitting.refresh_steps()?;
+        Ok(splitting)
+    }
+
+    /// Returns the blocks.
+    pub fn blocks(&self) -> &[Block<T>] {
+        &self.blocks
+    }
+
+    /// Returns the last power-iteration estimate of `‖[K_1; K_2; …]‖₂`.
+    pub fn norm_estimate(&self) -> T {
+        self.norm_estimate
+    }
+
+    /// Returns `α β ‖K‖₂²` for the steps in use, with the estimated norm.
+    pub fn step_condition(&self) -> T {
+        self.alpha * self.beta * self.norm_estimate * self.norm_estimate
+    }
+
+    /// Returns the primal step `β` in use, which the [`StepRule`] may have
+    /// lowered below the requested one.
+    pub fn beta(&self) -> T {
+        self.beta
+    }
+
+    /// Returns the rows of the state holding `p_i` (`aux`) and `ν_i` (`dual`) of block `i`.
+    pub fn block_rows(&self, i: usize) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
+        let r = self.blocks[i].operator.nrows();
+        let off = self.offsets[i];
+        (off..off + r, off + r..off + 2 * r)
+    }
+
+    /// Re-estimates `‖K‖₂` and sets `β` by the step rule.
+    fn refresh_steps(&mut self) -> Result<()> {
+        let stacked = StackedOperator::new(self.blocks.iter().map(|b| &*b.operator).collect(), self.primal_dim);
+        let (norm, vector) = match self.power_vector.take() {
+            Some(start) => power_iteration_from(&stacked, start, NORM_MAX_ITERS, NORM_REL_TOL),
+            None => power_iteration(&stacked, NORM_MAX_ITERS, NORM_REL_TOL, 0),
+        };
+        if !norm.is_finite() {
+            return Err(Error::Numerical {
+                what: "estimate of ||K||_2 for linearized ADMM".into(),
+                reason: format!("power iteration returned {norm}; check the operators for non-finite entries"),
+            });
+        }
+        self.power_vector = Some(vector);
+        self.norm_estimate = norm;
+        let norm_sq = norm * norm;
+        let requested = self.alpha * self.beta_requested * norm_sq;
+        self.beta = self.beta_requested;
+        match self.rule {
+            StepRule::Fixed { safety } => {
+                if requested >= T::lit(safety) {
+                    return Err(Error::StepCondition {
+                        algorithm: "linearized ADMM".into(),
+                        condition: "alpha * beta * ||K||_2^2 < safety".into(),
+                        value: requested.to_f64_lossless(),
+                        bound: safety,
+                        fix: format!(
+                            "choose beta below {:.6e} for alpha = {} and ||K||_2 ≈ {:.6}, or use StepRule::ShrinkBeta",
+                            safety / (self.alpha * norm_sq).to_f64_lossless(),
+                            self.alpha,
+                            norm
+                        ),
+                    });
+                }
+            }
+            StepRule::ShrinkBeta { safety } => {
+                if requested > T::lit(safety) {
+                    self.beta = T::lit(safety) / (self.alpha * norm_sq);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Returns the offset of block `index`'s parameters and the block, for a
+    /// model-wide parameter index.
+    fn locate_param(&self, index: usize) -> (usize, usize) {
+        let mut start = 0;
+        for (b, block) in self.blocks.iter().enumerate() {
+            let count = block.param_count();
+            if index < start + count {
+                return (b, index - start);
+            }
+            start += count;
+        }
+        panic!("parameter index {index} out of range: linearized ADMM has {start} parameters")
+    }
+}
+
+fn validate_blocks<T: Scalar>(primal_dim: usize, data_dim: usize, blocks: &[Block<T>]) -> Result<()> {
+    if blocks.is_empty() {
+        return Err(Error::Empty {
+            what: "block list of linearized ADMM".into(),
+            fix: "pass at least one (operator, prox) block".into(),
+        });
+    }
+    let mut names: Vec<String> = Vec::new();
+    for (i, block) in blocks.iter().enumerate() {
+        let op = &block.operator;
+        if op.ncols() != primal_dim {
+            return Err(Error::ShapeMismatch {
+                what: format!("operator of block {i}"),
+                expected: format!("{primal_dim} columns (the primal dimension)"),
+                found: format!("{} columns", op.ncols()),
+            });
+        }
+        if let Some(dim) = block.prox.dim() {
+            if dim != op.nrows() {
+                return Err(Error::ShapeMismatch {
+                    what: format!("prox of block {i}"),
+                    expected: format!("dimension {} (the rows of the block's operator)", op.nrows()),
+                    found: format!("dimension {dim}"),
+                });
+            }
+        }
+        if block.prox.data_rows_needed() > data_dim {
+            return Err(Error::ShapeMismatch {
+                what: format!("prox of block {i}"),
+                expected: format!("at most {data_dim} data rows (the data dimension)"),
+                found: format!("{} data rows read", block.prox.data_rows_needed()),
+            });
+        }
+        let infos = (0..op.param_count())
+            .map(|j| op.param_info(j))
+            .chain((0..block.prox.param_count()).map(|j| block.prox.param_info(j)));
+        for info in infos {
+            if names.contains(&info.name) {
+                return Err(Error::InvalidParameter {
+                    name: format!("parameter name '{}'", info.name),
+                    value: i as f64,
+                    requirement: "must be unique across blocks; rename one of the parameters".into(),
+                });
+            }
+            names.push(info.name);
+        }
+    }
+    Ok(())
+}
+
+impl<T: Scalar> Parameterized<T> for LinearizedAdmm<T> {
+    fn param_count(&self) -> usize {
+        self.blocks.iter().map(Block::param_count).sum()
+    }
+
+    fn param_info(&self, index: usize) -> ParamInfo {
+        let (b, local) = self.locate_param(index);
+        let block = &self.blocks[b];
+        let op_count = block.operator.param_count();
+        if local < op_count { block.operator.param_info(local) } else { block.prox.param_info(local - op_count) }
+    }
+
+    fn param(&self, index: usize) -> MatRef<'_, T> {
+        let (b, local) = self.locate_param(index);
+        let block = &self.blocks[b];
+        let op_count = block.operator.param_count();
+        if local < op_count { block.operator.param(local) } else { block.prox.param(local - op_count) }
+    }
+
+    fn param_mut(&mut self, index: usize) -> MatMut<'_, T> {
+        let (b, local) = self.locate_param(index);
+        let block = &mut self.blocks[b];
+        let op_count = block.operator.param_count();
+        if local < op_count { block.operator.param_mut(local) } else { block.prox.param_mut(local - op_count) }
+    }
+
+    fn after_param_update(&mut self) -> Result<()> {
+        for block in &mut self.blocks {
+            block.operator.after_param_update()?;
+            block.prox.after_param_update()?;
+        }
+        self.refresh_steps()
+    }
+}
+
+/// Scratch matrices per block in [`LinearizedAdmm::step`].
+const STEP_TEMPS: usize = 2;
+/// Scratch matrices per block in [`LinearizedAdmm::step_vjp`].
+const VJP_TEMPS: usize = 8;
+
+impl<T: Scalar> LinearizedAdmm<T> {
+    fn scratch(&self, batch: usize, par: Par, temps: usize) -> StackReq {
+        let per_block: Vec<StackReq> = self
+            .blocks
+            .iter()
+            .map(|block| {
+                let r = block.operator.nrows();
+                let mut reqs = vec![temp_mat_scratch::<T>(r, batch); temps];
+                reqs.push(block.operator.apply_scratch(batch, par));
+                StackReq::all_of(&reqs)
+            })
+            .collect();
+        StackReq::any_of(&per_block)
+    }
+}
+
+impl<T: Scalar> Splitting for LinearizedAdmm<T> {
+    type Real = T;
+
+    fn name(&self) -> &str {
+        "linearized ADMM"
+    }
+
+    fn primal_dim(&self) -> usize {
+        self.primal_dim
+    }
+
+    fn data_dim(&self) -> usize {
+        self.data_dim
+    }
+
+    fn state_dim(&self) -> usize {
+        self.state_dim
+    }
+
+    fn step_sizes(&self) -> Vec<(String, f64)> {
+        vec![
+            ("alpha".into(), self.alpha.to_f64_lossless()),
+            ("beta".into(), self.beta.to_f64_lossless()),
+            ("lambda".into(), self.lambda.to_f64_lossless()),
+        ]
+    }
+
+    fn step_scratch(&self, batch: usize, par: Par) -> StackReq {
+        self.scratch(batch, par, STEP_TEMPS)
+    }
+
+    fn step(&self, z_next: MatMut<'_, T>, z: MatRef<'_, T>, data: MatRef<'_, T>, par: Par, stack: &mut MemStack) {
+        let batch = z.ncols();
+        let n = self.primal_dim;
+        let (alpha, beta, lambda) = (self.alpha, self.beta, self.lambda);
+        let one = T::one();
+        let two = T::lit(2.0);
+        let x = z.subrows(0, n);
+        let (mut x_next, mut rest) = z_next.split_at_row_mut(n);
+        x_next.copy_from(x);
+
+        for (block, &offset) in self.blocks.iter().zip(&self.offsets) {
+            let r = block.operator.nrows();
+            let p = z.subrows(offset, r);
+            let nu = z.subrows(offset + r, r);
+            let (p_next, tail) = rest.split_at_row_mut(r);
+            let (mut nu_next, tail) = tail.split_at_row_mut(r);
+            rest = tail;
+
+            let (mut kx, stack) = temp_mat_zeroed::<T, _, _>(r, batch, stack);
+            let mut kx = kx.as_mat_mut();
+            let (mut v, stack) = temp_mat_zeroed::<T, _, _>(r, batch, stack);
+            let mut v = v.as_mat_mut();
+
+            // Kx and the prox argument v = p + λ(ν + α(Kx − p)).
+            block.operator.apply(kx.rb_mut(), Accum::Replace, one, x, par, stack);
+            faer::zip!(v.rb_mut(), p, nu, kx.rb())
+                .for_each(|faer::unzip!(v, p, nu, kx)| *v = *p + lambda * (*nu + alpha * (*kx - *p)));
+
+            // p⁺ = prox_{λg}(v), then ν⁺ = ν + α(Kx − p⁺).
+            let mut p_next = p_next;
+            block.prox.prox(p_next.rb_mut(), v.rb(), lambda, data);
+            faer::zip!(nu_next.rb_mut(), nu, kx.rb(), p_next.rb())
+                .for_each(|faer::unzip!(nn, nu, kx, pn)| *nn = *nu + alpha * (*kx - *pn));
+
+            // x⁺ −= β Kᵀ(2ν⁺ − ν), with v reused for 2ν⁺ − ν.
+            faer::zip!(v.rb_mut(), nu_next.rb(), nu).for_each(|faer::unzip!(w, nn, nu)| *w = two * *nn - *nu);
+            block.operator.apply_adjoint(x_next.rb_mut(), Accum::Add, -beta, v.rb(), par, stack);
+        }
+    }
+
+    fn step_vjp_scratch(&self, batch: usize, par: Par) -> StackReq {
+        self.scratch(batch, par, VJP_TEMPS)
+    }
+
+    fn step_vjp(
+        &self,
+        z_bar: Option<MatMut<'_, T>>,
+        z: MatRef<'_, T>,
+        data: MatRef<'_, T>,
+        cotangent: MatRef<'_, T>,
+        grads: &mut [Mat<T>],
+        par: Par,
+        stack: &mut MemStack,
+    ) {
+        let batch = z.ncols();
+        let n = self.primal_dim;
+        let (alpha, beta, lambda) = (self.alpha, self.beta, self.lambda);
+        let one = T::one();
+        let two = T::lit(2.0);
+        let x = z.subrows(0, n);
+        let x_next_bar = cotangent.subrows(0, n);
+
+        // Split z_bar into the x rows and the rest; x̄ starts as x̄⁺ (x⁺ = x − …).
+        let mut z_bar = z_bar;
+        let (mut x_bar, mut rest_bar) = match z_bar.as_mut() {
+            Some(zb) => {
+                let (xb, rb) = zb.rb_mut().split_at_row_mut(n);
+                (Some(xb), Some(rb))
+            }
+            None => (None, None),
+        };
+        if let Some(xb) = x_bar.as_mut() {
+            xb.copy_from(x_next_bar);
+        }
+
+        let mut grads = grads;
+        for (block, &offset) in self.blocks.iter().zip(&self.offsets) {
+            let r = block.operator.nrows();
+            let (op_grads, tail) = split_grads(grads, block.operator.param_count());
+            let (prox_grads, tail) = split_grads(tail, block.prox.param_count());
+            grads = tail;
+
+            let p = z.subrows(offset, r);
+            let nu = z.subrows(offset + r, r);
+            let p_next_bar = cotangent.subrows(offset, r);
+            let nu_next_bar = cotangent.subrows(offset + r, r);
+
+            let (mut kx, stack) = temp_mat_zeroed::<T, _, _>(r, batch, stack);
+            let mut kx = kx.as_mat_mut();
+            let (mut v, stack) = temp_mat_zeroed::<T, _, _>(r, batch, stack);
+            let mut v = v.as_mat_mut();
+            let (mut p_next, stack) = temp_mat_zeroed::<T, _, _>(r, batch, stack);
+            let mut p_next = p_next.as_mat_mut();
+            let (mut w, stack) = temp_mat_zeroed::<T, _, _>(r, batch, stack);
+            let mut w = w.as_mat_mut();
+            let (mut w_bar, stack) = temp_mat_zeroed::<T, _, _>(r, batch, stack);
+            let mut w_bar = w_bar.as_mat_mut();
+            let (mut nu_next_total, stack) = temp_mat_zeroed::<T, _, _>(r, batch, stack);
+            let mut nu_next_total = nu_next_total.as_mat_mut();
+            let (mut p_next_total, stack) = temp_mat_zeroed::<T, _, _>(r, batch, stack);
+            let mut p_next_total = p_next_total.as_mat_mut();
+            let (mut v_bar, stack) = temp_mat_zeroed::<T, _, _>(r, batch, stack);
+            let mut v_bar = v_bar.as_mat_mut();
+
+            // Recompute the forward quantities of this block.
+            block.operator.apply(kx.rb_mut(), Accum::Replace, one, x, par, stack);
+            faer::zip!(v.rb_mut(), p, nu, kx.rb())
+                .for_each(|faer::unzip!(v, p, nu, kx)| *v = *p + lambda * (*nu + alpha * (*kx - *p)));
+            block.prox.prox(p_next.rb_mut(), v.rb(), lambda, data);
+            faer::zip!(w.rb_mut(), nu, kx.rb(), p_next.rb())
+                .for_each(|faer::unzip!(w, nu, kx, pn)| *w = *nu + two * alpha * (*kx - *pn));
+
+            // x⁺ = x − β Kᵀ w: the parameter term and w̄ = −β K x̄⁺.
+            block.operator.accumulate_grad_adjoint(op_grads, -beta, x_next_bar, w.rb(), par);
+            block.operator.apply(w_bar.rb_mut(), Accum::Replace, -beta, x_next_bar, par, stack);
+
+            // w = 2ν⁺ − ν and ν⁺ = ν + α(Kx − p⁺): total cotangents on ν⁺ and p⁺.
+            faer::zip!(nu_next_total.rb_mut(), nu_next_bar, w_bar.rb())
+                .for_each(|faer::unzip!(t, c, wb)| *t = *c + two * *wb);
+            faer::zip!(p_next_total.rb_mut(), p_next_bar, nu_next_total.rb())
+                .for_each(|faer::unzip!(t, c, nt)| *t = *c - alpha * *nt);
+
+            // p⁺ = prox(v).
+            block.prox.prox_vjp(v_bar.rb_mut(), v.rb(), lambda, data, p_next_total.rb());
+            block.prox.accumulate_grad(prox_grads, v.rb(), lambda, data, p_next_total.rb());
+
+            // v = (1 − λα) p + λ ν + λα Kx and ν⁺: the cotangent on Kx, stored in kx.
+            faer::zip!(kx.rb_mut(), nu_next_total.rb(), v_bar.rb())
+                .for_each(|faer::unzip!(a, nt, vb)| *a = alpha * *nt + lambda * alpha * *vb);
+            block.operator.accumulate_grad(op_grads, one, kx.rb(), x, par);
+
+            if let (Some(xb), Some(rb)) = (x_bar.as_mut(), rest_bar.as_mut()) {
+                block.operator.apply_adjoint(xb.rb_mut(), Accum::Add, one, kx.rb(), par, stack);
+                let local = rb.rb_mut().subrows_mut(offset - n, 2 * r);
+                let (mut p_bar, mut nu_bar) = local.split_at_row_mut(r);
+                let keep = one - lambda * alpha;
+                faer::zip!(p_bar.rb_mut(), v_bar.rb()).for_each(|faer::unzip!(pb, vb)| *pb = keep * *vb);
+                faer::zip!(nu_bar.rb_mut(), nu_next_bar, w_bar.rb(), v_bar.rb())
+                    .for_each(|faer::unzip!(nb, c, wb, vb)| *nb = *c + *wb + lambda * *vb);
+            }
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! Splitting algorithms for optlayer.
+//!
+//! Each scheme implements [`Splitting`](optlayer_core::Splitting): one
+//! iteration and its vector-Jacobian product, so any of them can be trained
+//! with [`FixedPointJfb`](optlayer_core::FixedPointJfb).
+//!
+//! - [`LinearizedAdmm`]: `min_x Σ_i g_i(K_i x)` over a list of [`Block`]s.
+
+mod ladmm;
+mod stacked;
+
+pub use ladmm::{Block, LadmmSteps, LinearizedAdmm, StepRule};
+pub use stacked::StackedOperator;

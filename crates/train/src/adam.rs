@@ -1,0 +1,251 @@
+//! The Adam optimizer with weight decay.
+
+use faer::Mat;
+use optlayer_core::validate::{check_nonnegative, check_positive};
+use optlayer_core::{Error, Gradients, Parameterized, Result, Scalar};
+
+/// Settings of [`Adam`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamConfig {
+    /// Learning rate.
+    pub learning_rate: f64,
+    /// Decay rate of the first-moment estimate.
+    pub beta1: f64,
+    /// Decay rate of the second-moment estimate.
+    pub beta2: f64,
+    /// Added to the square root of the second moment.
+    pub eps: f64,
+    /// Weight decay coefficient.
+    pub weight_decay: f64,
+    /// With `false`, weight decay adds `weight_decay · Θ` to the gradient before
+    /// the moment estimates (the `weight_decay` of PyTorch's `torch.optim.Adam`).
+    /// With `true`, it is applied to Θ directly, as in AdamW.
+    pub decoupled_weight_decay: bool,
+}
+
+impl Default for AdamConfig {
+    fn default() -> Self {
+        Self {
+            learning_rate: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            decoupled_weight_decay: false,
+        }
+    }
+}
+
+impl AdamConfig {
+    /// Checks every setting.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] naming the setting.
+    pub fn validate(&self) -> Result<()> {
+        check_positive("learning rate", self.learning_rate)?;
+        check_positive("eps", self.eps)?;
+        check_nonnegative("weight decay", self.weight_decay)?;
+        for (name, value) in [("beta1", self.beta1), ("beta2", self.beta2)] {
+            if !(0.0..1.0).contains(&value) {
+                return Err(Error::InvalidParameter {
+                    name: name.into(),
+                    value,
+                    requirement: "must be in [0, 1)".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Adam (Kingma and Ba, "Adam: A Method for Stochastic Optimization", ICLR
+/// 2015) with bias correction and optional weight decay.
+#[derive(Clone, Debug)]
+pub struct Adam<T: Scalar> {
+    config: AdamConfig,
+    first_moment: Vec<Mat<T>>,
+    second_moment: Vec<Mat<T>>,
+    steps: u64,
+}
+
+impl<T: Scalar> Adam<T> {
+    /// Creates the optimizer for the parameters of `model`.
+    ///
+    /// # Errors
+    /// When `config` is invalid.
+    pub fn new<P: Parameterized<T> + ?Sized>(config: AdamConfig, model: &P) -> Result<Self> {
+        config.validate()?;
+        let zeros = || -> Vec<Mat<T>> {
+            (0..model.param_count()).map(|i| model.param_info(i)).map(|p| Mat::zeros(p.nrows, p.ncols)).collect()
+        };
+        Ok(Self { config, first_moment: zeros(), second_moment: zeros(), steps: 0 })
+    }
+
+    /// Returns the settings.
+    pub fn config(&self) -> &AdamConfig {
+        &self.config
+    }
+
+    /// Returns the number of steps taken.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// Sets the learning rate, for schedules.
+    ///
+    /// # Errors
+    /// When `learning_rate` is not positive and finite.
+    pub fn set_learning_rate(&mut self, learning_rate: f64) -> Result<()> {
+        check_positive("learning rate", learning_rate)?;
+        self.config.learning_rate = learning_rate;
+        Ok(())
+    }
+
+    /// Updates the parameters of `model` with `grads` and calls
+    /// [`Parameterized::after_param_update`].
+    ///
+    /// # Errors
+    /// When the gradients do not match the model's parameters or contain a
+    /// non-finite entry (the parameters are left unchanged), or when
+    /// `after_param_update` fails.
+    pub fn step<P: Parameterized<T> + ?Sized>(&mut self, model: &mut P, grads: &Gradients<T>) -> Result<()> {
+        if grads.tensors().len() != model.param_count() || self.first_moment.len() != model.param_count() {
+            return Err(Error::ShapeMismatch {
+                what: "gradient list".into(),
+                expected: format!("{} parameters (the model's)", model.param_count()),
+                found: format!("{} gradients and {} optimizer moments", grads.tensors().len(), self.first_moment.len()),
+            });
+        }
+        grads.check_finite()?;
+
+        self.steps += 1;
+        let c = &self.config;
+        let lr = T::lit(c.learning_rate);
+        let (beta1, beta2) = (T::lit(c.beta1), T::lit(c.beta2));
+        let eps = T::lit(c.eps);
+        let decay = T::lit(c.weight_decay);
+        let correction1 = T::one() - beta1.powi(self.steps.min(i32::MAX as u64) as i32);
+        let correction2 = T::one() - beta2.powi(self.steps.min(i32::MAX as u64) as i32);
+        let step_size = lr / correction1;
+        let correction2_sqrt = correction2.sqrt();
+
+        for (index, grad) in grads.tensors().iter().enumerate() {
+            let mut param = model.param_mut(index);
+            let m = &mut self.first_moment[index];
+            let v = &mut self.second_moment[index];
+            for col in 0..grad.ncols() {
+                for row in 0..grad.nrows() {
+                    let mut g = grad[(row, col)];
+                    let theta = param[(row, col)];
+                    if c.decoupled_weight_decay {
+                        param[(row, col)] = theta - lr * decay * theta;
+                    } else {
+                        g = g + decay * theta;
+                    }
+                    let m_new = beta1 * m[(row, col)] + (T::one() - beta1) * g;
+                    let v_new = beta2 * v[(row, col)] + (T::one() - beta2) * g * g;
+                    m[(row, col)] = m_new;
+                    v[(row, col)] = v_new;
+                    let denom = v_new.sqrt() / correction2_sqrt + eps;
+                    param[(row, col)] = param[(row, col)] - step_size * m_new / denom;
+                }
+            }
+        }
+        model.after_param_update()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faer::{MatMut, MatRef};
+    use optlayer_core::ParamInfo;
+
+    struct Quadratic {
+        w: Mat<f64>,
+    }
+
+    impl Parameterized<f64> for Quadratic {
+        fn param_count(&self) -> usize {
+            1
+        }
+        fn param_info(&self, _: usize) -> ParamInfo {
+            ParamInfo { name: "w".into(), nrows: 2, ncols: 1 }
+        }
+        fn param(&self, _: usize) -> MatRef<'_, f64> {
+            self.w.as_ref()
+        }
+        fn param_mut(&mut self, _: usize) -> MatMut<'_, f64> {
+            self.w.as_mut()
+        }
+    }
+
+    #[test]
+    fn first_step_moves_by_learning_rate() {
+        // With bias correction the first Adam step is lr · sign(g) (up to eps).
+        let mut model = Quadratic { w: Mat::from_fn(2, 1, |i, _| i as f64) };
+        let config = AdamConfig { learning_rate: 0.1, ..AdamConfig::default() };
+        let mut adam = Adam::new(config, &model).unwrap();
+        let mut grads = Gradients::zeros_for(&model);
+        grads.tensors_mut()[0][(0, 0)] = 3.0;
+        grads.tensors_mut()[0][(1, 0)] = -0.5;
+        adam.step(&mut model, &grads).unwrap();
+        assert!((model.w[(0, 0)] - (0.0 - 0.1)).abs() < 1e-7);
+        assert!((model.w[(1, 0)] - (1.0 + 0.1)).abs() < 1e-7);
+    }
+
+    #[test]
+    fn minimizes_a_quadratic() {
+        // f(w) = ½‖w − c‖², gradient w − c.
+        let c = [2.0, -3.0];
+        let mut model = Quadratic { w: Mat::zeros(2, 1) };
+        let config = AdamConfig { learning_rate: 0.05, ..AdamConfig::default() };
+        let mut adam = Adam::new(config, &model).unwrap();
+        let mut grads = Gradients::zeros_for(&model);
+        for _ in 0..2000 {
+            for i in 0..2 {
+                grads.tensors_mut()[0][(i, 0)] = model.w[(i, 0)] - c[i];
+            }
+            adam.step(&mut model, &grads).unwrap();
+        }
+        assert!((model.w[(0, 0)] - c[0]).abs() < 1e-3);
+        assert!((model.w[(1, 0)] - c[1]).abs() < 1e-3);
+    }
+
+    #[test]
+    fn coupled_weight_decay_enters_the_gradient() {
+        // A zero gradient with weight decay 1 acts as gradient w: the first step is −lr·sign(w).
+        let mut model = Quadratic { w: Mat::from_fn(2, 1, |i, _| 1.0 + i as f64) };
+        let config = AdamConfig { learning_rate: 0.1, weight_decay: 1.0, ..AdamConfig::default() };
+        let mut adam = Adam::new(config, &model).unwrap();
+        let grads = Gradients::zeros_for(&model);
+        adam.step(&mut model, &grads).unwrap();
+        assert!((model.w[(0, 0)] - 0.9).abs() < 1e-7);
+        assert!((model.w[(1, 0)] - 1.9).abs() < 1e-7);
+    }
+
+    #[test]
+    fn non_finite_gradient_rejected_without_update() {
+        let mut model = Quadratic { w: Mat::zeros(2, 1) };
+        let mut adam = Adam::new(AdamConfig::default(), &model).unwrap();
+        let mut grads = Gradients::zeros_for(&model);
+        grads.tensors_mut()[0][(1, 0)] = f64::NAN;
+        let err = adam.step(&mut model, &grads).unwrap_err();
+        assert!(matches!(err, Error::NonFiniteGradient { ref param, row: 1, .. } if param == "w"), "{err}");
+        assert_eq!(model.w[(1, 0)], 0.0);
+        assert_eq!(adam.steps(), 0);
+    }
+
+    #[test]
+    fn invalid_config_rejected() {
+        let model = Quadratic { w: Mat::zeros(2, 1) };
+        for config in [
+            AdamConfig { learning_rate: 0.0, ..AdamConfig::default() },
+            AdamConfig { learning_rate: f64::NAN, ..AdamConfig::default() },
+            AdamConfig { beta1: 1.0, ..AdamConfig::default() },
+            AdamConfig { weight_decay: -1.0, ..AdamConfig::default() },
+        ] {
+            assert!(matches!(Adam::<f64>::new(config, &model), Err(Error::InvalidParameter { .. })));
+        }
+    }
+}

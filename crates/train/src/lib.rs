@@ -1,0 +1,19 @@
+//! Training for optlayer.
+//!
+//! - [`Dataset`]: pairs `(d, x*)` as matrices whose columns are samples,
+//!   saved and loaded as numpy `.npy` files ([`npy`]) with one sample per row;
+//! - [`Adam`]: the optimizer, with weight decay;
+//! - [`Trainer`]: seeded mini-batch shuffling, Jacobian-free gradients of
+//!   the mean squared error, and per-epoch train and test errors;
+//! - [`predict`] and [`evaluate`]: batched inference;
+//! - [`atomic`]: file writes that never leave a partial file behind.
+
+mod adam;
+pub mod atomic;
+mod dataset;
+pub mod npy;
+mod trainer;
+
+pub use adam::{Adam, AdamConfig};
+pub use dataset::Dataset;
+pub use trainer::{EpochReport, Prediction, TrainConfig, Trainer, evaluate, predict};

@@ -1,0 +1,271 @@
+//! Training and evaluation loops.
+
+use std::ops::ControlFlow;
+use std::time::Instant;
+
+use faer::{Mat, MatRef};
+use optlayer_core::{
+    Error, FixedPointJfb, ForwardOptions, Gradients, OptLayer, Result, SampleReport, Scalar, Splitting, Status,
+    mse, mse_loss,
+};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use crate::{Adam, Dataset};
+
+/// Settings of a training run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainConfig {
+    /// Number of passes over the training set.
+    pub epochs: usize,
+    /// Samples per mini-batch; the last batch of an epoch may be smaller.
+    pub batch_size: usize,
+    /// Seed of the mini-batch shuffling.
+    pub seed: u64,
+    /// Forward settings while training.
+    pub forward: ForwardOptions,
+    /// Forward settings of the per-epoch test evaluation.
+    pub eval_forward: ForwardOptions,
+}
+
+impl TrainConfig {
+    /// Checks every setting.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] naming the setting.
+    pub fn validate(&self) -> Result<()> {
+        if self.batch_size == 0 {
+            return Err(Error::InvalidParameter {
+                name: "batch size".into(),
+                value: 0.0,
+                requirement: "must be at least 1".into(),
+            });
+        }
+        self.forward.validate()?;
+        self.eval_forward.validate()
+    }
+}
+
+/// Statistics of one training epoch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EpochReport {
+    /// Epoch number, starting at 1.
+    pub epoch: usize,
+    /// Mean squared error per entry over the epoch's batches, each measured
+    /// at the JFB output before that batch's update.
+    pub train_mse: f64,
+    /// Mean squared error per entry on the test set after the epoch, when a
+    /// test set was given.
+    pub test_mse: Option<f64>,
+    /// Wall time of the epoch including the test evaluation, in seconds.
+    pub seconds: f64,
+    /// Mean forward iterations per training sample.
+    pub mean_iterations: f64,
+    /// Share of training samples whose forward pass converged.
+    pub converged_fraction: f64,
+}
+
+/// The forward outputs for a set of samples.
+#[derive(Clone, Debug)]
+pub struct Prediction<T: Scalar> {
+    /// The primal outputs, `primal_dim x N`.
+    pub x: Mat<T>,
+    /// One report per sample.
+    pub samples: Vec<SampleReport<T>>,
+}
+
+impl<T: Scalar> Prediction<T> {
+    /// Returns the mean number of iterations.
+    pub fn mean_iterations(&self) -> f64 {
+        self.samples.iter().map(|s| s.iterations as f64).sum::<f64>() / self.samples.len().max(1) as f64
+    }
+
+    /// Returns the number of samples with the given status.
+    pub fn count(&self, status: Status) -> usize {
+        self.samples.iter().filter(|s| s.status == status).count()
+    }
+}
+
+/// Runs the forward pass on all columns of `data` in batches of `batch_size`.
+///
+/// # Errors
+/// When `batch_size` is zero or the layer rejects the data.
+pub fn predict<T: Scalar, Alg: Splitting<Real = T>>(
+    layer: &OptLayer<Alg>,
+    data: MatRef<'_, T>,
+    batch_size: usize,
+    options: &ForwardOptions,
+) -> Result<Prediction<T>> {
+    if batch_size == 0 {
+        return Err(Error::InvalidParameter {
+            name: "batch size".into(),
+            value: 0.0,
+            requirement: "must be at least 1".into(),
+        });
+    }
+    let total = data.ncols();
+    let mut x = Mat::zeros(layer.splitting().primal_dim(), total);
+    let mut samples = Vec::with_capacity(total);
+    let mut start = 0;
+    while start < total {
+        let len = batch_size.min(total - start);
+        let result = layer.forward_with(data.subcols(start, len), options)?;
+        x.as_mut().subcols_mut(start, len).copy_from(&result.x);
+        samples.extend(result.samples);
+        start += len;
+    }
+    Ok(Prediction { x, samples })
+}
+
+/// Returns the mean squared error per entry of the layer on `dataset`, with the predictions.
+///
+/// # Errors
+/// As [`predict`], and when the targets do not have `primal_dim` rows.
+pub fn evaluate<T: Scalar, Alg: Splitting<Real = T>>(
+    layer: &OptLayer<Alg>,
+    dataset: &Dataset<T>,
+    batch_size: usize,
+    options: &ForwardOptions,
+) -> Result<(f64, Prediction<T>)> {
+    check_targets(layer, dataset)?;
+    let prediction = predict(layer, dataset.data(), batch_size, options)?;
+    let error = mse(prediction.x.as_ref(), dataset.targets()).to_f64_lossless();
+    Ok((error, prediction))
+}
+
+fn check_targets<T: Scalar, Alg: Splitting<Real = T>>(layer: &OptLayer<Alg>, dataset: &Dataset<T>) -> Result<()> {
+    optlayer_core::validate::check_rows(
+        "dataset targets",
+        dataset.targets(),
+        layer.splitting().primal_dim(),
+        "the primal dimension of the layer",
+    )
+}
+
+/// Trains a layer with Jacobian-free backpropagation, the mean squared error
+/// loss and an [`Adam`] optimizer, on shuffled mini-batches.
+///
+/// The trainer owns the shuffling generator and the epoch counter, so calling
+/// [`run_epoch`](Self::run_epoch) repeatedly continues one run.
+pub struct Trainer<T: Scalar> {
+    config: TrainConfig,
+    optimizer: Adam<T>,
+    rng: ChaCha8Rng,
+    epoch: usize,
+}
+
+impl<T: Scalar> Trainer<T> {
+    /// Creates a trainer.
+    ///
+    /// # Errors
+    /// When `config` is invalid.
+    pub fn new(config: TrainConfig, optimizer: Adam<T>) -> Result<Self> {
+        config.validate()?;
+        let rng = ChaCha8Rng::seed_from_u64(config.seed);
+        Ok(Self { config, optimizer, rng, epoch: 0 })
+    }
+
+    /// Returns the settings.
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    /// Returns the optimizer.
+    pub fn optimizer(&self) -> &Adam<T> {
+        &self.optimizer
+    }
+
+    /// Returns the number of completed epochs.
+    pub fn epoch(&self) -> usize {
+        self.epoch
+    }
+
+    /// Runs one epoch over `train`, then evaluates on `test` if given.
+    ///
+    /// # Errors
+    /// When the datasets do not fit the layer, or a forward pass, gradient or
+    /// update fails (for example on a non-finite gradient).
+    pub fn run_epoch<Alg: Splitting<Real = T>>(
+        &mut self,
+        layer: &mut OptLayer<Alg>,
+        train: &Dataset<T>,
+        test: Option<&Dataset<T>>,
+    ) -> Result<EpochReport> {
+        check_targets(layer, train)?;
+        if let Some(test) = test {
+            check_targets(layer, test)?;
+        }
+        let started = Instant::now();
+        let splitting = layer.splitting();
+        let batch_size = self.config.batch_size.min(train.len());
+        let mut data = Mat::<T>::zeros(splitting.data_dim(), batch_size);
+        let mut targets = Mat::<T>::zeros(splitting.primal_dim(), batch_size);
+        let mut grads = Gradients::zeros_for(layer);
+
+        let mut order: Vec<usize> = (0..train.len()).collect();
+        order.shuffle(&mut self.rng);
+
+        let mut loss_sum = 0.0;
+        let mut iteration_sum = 0usize;
+        let mut converged = 0usize;
+        for indices in order.chunks(batch_size) {
+            let len = indices.len();
+            train.gather(indices, data.as_mut(), targets.as_mut());
+            let data_batch = data.as_ref().subcols(0, len);
+            let target_batch = targets.as_ref().subcols(0, len);
+
+            let forward = layer.forward_with(data_batch, &self.config.forward)?;
+            iteration_sum += forward.samples.iter().map(|s| s.iterations).sum::<usize>();
+            converged += forward.converged_count();
+
+            grads.fill_zero();
+            let output = layer.jfb_gradient(
+                &forward,
+                data_batch,
+                &mut |x, grad| mse_loss(x, target_batch, grad),
+                &mut grads,
+            )?;
+            loss_sum += output.loss.to_f64_lossless() * len as f64;
+            self.optimizer.step(layer, &grads)?;
+        }
+
+        let test_mse = match test {
+            Some(test) => Some(evaluate(layer, test, self.config.batch_size, &self.config.eval_forward)?.0),
+            None => None,
+        };
+        self.epoch += 1;
+        Ok(EpochReport {
+            epoch: self.epoch,
+            train_mse: loss_sum / train.len() as f64,
+            test_mse,
+            seconds: started.elapsed().as_secs_f64(),
+            mean_iterations: iteration_sum as f64 / train.len() as f64,
+            converged_fraction: converged as f64 / train.len() as f64,
+        })
+    }
+
+    /// Runs the remaining epochs of the configured count, calling `on_epoch`
+    /// after each; training stops early when it returns `ControlFlow::Break`.
+    ///
+    /// # Errors
+    /// As [`run_epoch`](Self::run_epoch).
+    pub fn fit<Alg: Splitting<Real = T>>(
+        &mut self,
+        layer: &mut OptLayer<Alg>,
+        train: &Dataset<T>,
+        test: Option<&Dataset<T>>,
+        mut on_epoch: impl FnMut(&EpochReport) -> ControlFlow<()>,
+    ) -> Result<Vec<EpochReport>> {
+        let mut reports = Vec::new();
+        while self.epoch < self.config.epochs {
+            let report = self.run_epoch(layer, train, test)?;
+            let flow = on_epoch(&report);
+            reports.push(report);
+            if flow.is_break() {
+                break;
+            }
+        }
+        Ok(reports)
+    }
+}

@@ -1,0 +1,178 @@
+//! Command-line settings of the sparse inverse example.
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+use serde::Serialize;
+
+/// A named group of default settings; explicit flags override it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    /// Reduced run that finishes in a few minutes on 2 cores.
+    Quick,
+    /// The published configuration: 10,000 training pairs, 75 epochs, learning rate 4e-5.
+    Paper,
+}
+
+/// Floating-point precision of the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    F32,
+    F64,
+}
+
+/// Train `min ‖Θx‖₁ s.t. Ax = d` to recover sparse-coded signals from
+/// underdetermined measurements, and compare it with least squares and with
+/// the untrained Θ on a test set.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+pub struct Args {
+    /// Group of default settings; any flag below overrides its value.
+    #[arg(long, value_enum, default_value = "quick")]
+    pub preset: Preset,
+
+    /// Signal dimension n.
+    #[arg(long)]
+    pub n: Option<usize>,
+
+    /// Number of measurements m (rows of A).
+    #[arg(long)]
+    pub m: Option<usize>,
+
+    /// Dictionary size r (signals are M z with M of size n x r).
+    #[arg(long)]
+    pub r: Option<usize>,
+
+    /// Number of training pairs.
+    #[arg(long)]
+    pub train_samples: Option<usize>,
+
+    /// Number of test pairs.
+    #[arg(long)]
+    pub test_samples: Option<usize>,
+
+    /// Number of training epochs.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+
+    /// Samples per mini-batch.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+
+    /// Adam learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+
+    /// Adam weight decay (added to the gradient, as in torch.optim.Adam).
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+
+    /// Maximum forward iterations while training and for the per-epoch test error.
+    #[arg(long)]
+    pub train_iters: Option<usize>,
+
+    /// Maximum forward iterations of the final evaluation.
+    #[arg(long)]
+    pub test_iters: Option<usize>,
+
+    /// Relative tolerance on the fixed-point residual ‖z⁺ − z‖/‖z⁺‖.
+    #[arg(long)]
+    pub tol: Option<f64>,
+
+    /// Seed of the data, the initial Θ and the mini-batch shuffling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+
+    /// Number of threads for the forward passes.
+    #[arg(long, default_value_t = default_threads())]
+    pub threads: usize,
+
+    /// Floating-point precision.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: Precision,
+
+    /// Output folder for the .npy files and report.json [default: target/sparse_inverse in the workspace].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+
+    /// Read A.npy, train_d.npy, train_x.npy, test_d.npy and test_x.npy from
+    /// this folder instead of generating data (one sample per row).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+
+    /// Start training from this Θ (an n x n .npy file) instead of a random one.
+    #[arg(long)]
+    pub theta_init: Option<PathBuf>,
+
+    /// Print only the summary table.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// Every setting of a run after the preset and the flags are combined.
+#[derive(Clone, Debug, Serialize)]
+pub struct Settings {
+    pub preset: Preset,
+    pub precision: Precision,
+    pub n: usize,
+    pub m: usize,
+    pub r: usize,
+    pub density: f64,
+    pub train_samples: usize,
+    pub test_samples: usize,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub weight_decay: f64,
+    pub train_iters: usize,
+    pub test_iters: usize,
+    pub tol: f64,
+    pub seed: u64,
+    pub threads: usize,
+    pub out: PathBuf,
+    pub data_dir: Option<PathBuf>,
+    pub theta_init: Option<PathBuf>,
+    pub quiet: bool,
+}
+
+impl Args {
+    /// Combines the preset with the flags given.
+    pub fn settings(&self) -> Settings {
+        let (train_samples, epochs, lr, train_iters, tol) = match self.preset {
+            Preset::Quick => (3_000, 10, 1e-3, 400, 1e-5),
+            Preset::Paper => (10_000, 75, 4e-5, 400, 1e-5),
+        };
+        let out = self.out.clone().unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target").join("sparse_inverse")
+        });
+        Settings {
+            preset: self.preset,
+            precision: self.precision,
+            n: self.n.unwrap_or(250),
+            m: self.m.unwrap_or(100),
+            r: self.r.unwrap_or(50),
+            density: 0.1,
+            train_samples: self.train_samples.unwrap_or(train_samples),
+            test_samples: self.test_samples.unwrap_or(1_000),
+            epochs: self.epochs.unwrap_or(epochs),
+            batch_size: self.batch_size.unwrap_or(100),
+            learning_rate: self.lr.unwrap_or(lr),
+            weight_decay: self.weight_decay.unwrap_or(1e-5),
+            train_iters: self.train_iters.unwrap_or(train_iters),
+            test_iters: self.test_iters.unwrap_or(2_000),
+            tol: self.tol.unwrap_or(tol),
+            seed: self.seed,
+            threads: self.threads,
+            out,
+            data_dir: self.data_dir.clone(),
+            theta_init: self.theta_init.clone(),
+            quiet: self.quiet,
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! The sparse inverse problem, end to end: generate data, train Θ in
+//! `min ‖Θx‖₁ s.t. Ax = d` with Jacobian-free backpropagation, evaluate
+//! against least squares and the untrained Θ, and write the results.
+//!
+//! Run with `cargo run --release --example sparse_inverse -- --help`.
+
+mod cli;
+mod report;
+
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::Parser;
+use faer::{Mat, MatRef};
+use optlayer::problems::sparse_inverse::{SparseInverseConfig, SparseInverseProblem, build_model, cast, cast_dataset};
+use optlayer::problems::MinNormLeastSquares;
+use optlayer::splittings::LinearizedAdmm;
+use optlayer::train::{Adam, AdamConfig, Dataset, TrainConfig, Trainer, evaluate, npy};
+use optlayer::{Error, ForwardOptions, OptLayer, Parameterized, Scalar, Splitting, find_param};
+
+use cli::{Args, Precision, Settings};
+use report::{DepthStats, EpochEntry, LeastSquaresResult, ModelResult, Report, Steps, TestReport};
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let settings = args.settings();
+    let result = match settings.precision {
+        Precision::F32 => run::<f32>(&settings),
+        Precision::F64 => run::<f64>(&settings),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The data of a run, generated or read from files, in `f64`.
+struct Problem {
+    a: Mat<f64>,
+    dictionary: Option<Mat<f64>>,
+    theta0: Mat<f64>,
+    train: Dataset<f64>,
+    test: Dataset<f64>,
+}
+
+fn load_or_generate(settings: &Settings) -> Result<Problem, Error> {
+    let mut problem = match &settings.data_dir {
+        Some(dir) => {
+            let a = npy::read_matrix::<f64>(&dir.join("A.npy"))?;
+            let (m, n) = (a.nrows(), a.ncols());
+            let train = Dataset::load(dir, "train", m, n)?;
+            let test = Dataset::load(dir, "test", m, n)?;
+            let generated = SparseInverseProblem::generate(&SparseInverseConfig {
+                n,
+                m,
+                r: 1,
+                train_samples: 1,
+                test_samples: 1,
+                seed: settings.seed,
+                ..SparseInverseConfig::default()
+            })?;
+            Problem { a, dictionary: None, theta0: generated.theta0, train, test }
+        }
+        None => {
+            let generated = SparseInverseProblem::generate(&SparseInverseConfig {
+                n: settings.n,
+                m: settings.m,
+                r: settings.r,
+                density: settings.density,
+                train_samples: settings.train_samples,
+                test_samples: settings.test_samples,
+                seed: settings.seed,
+            })?;
+            Problem {
+                a: generated.a,
+                dictionary: Some(generated.dictionary),
+                theta0: generated.theta0,
+                train: generated.train,
+                test: generated.test,
+            }
+        }
+    };
+    if let Some(path) = &settings.theta_init {
+        let n = problem.a.ncols();
+        problem.theta0 = npy::read_matrix_with_shape::<f64>(path, n, n)?;
+    }
+    Ok(problem)
+}
+
+/// Returns the mean over columns of `‖A x − d‖ / ‖d‖`.
+fn mean_fidelity<T: Scalar>(a: MatRef<'_, T>, x: MatRef<'_, T>, d: MatRef<'_, T>) -> f64 {
+    let residual = a * x - d;
+    let total: f64 = (0..d.ncols())
+        .map(|j| {
+            let r = residual.col(j).norm_l2().to_f64_lossless();
+            let scale = d.col(j).norm_l2().to_f64_lossless();
+            if scale > 0.0 { r / scale } else { r }
+        })
+        .sum();
+    total / d.ncols() as f64
+}
+
+fn log(settings: &Settings, message: impl AsRef<str>) {
+    if !settings.quiet {
+        eprintln!("{}", message.as_ref());
+    }
+}
+
+fn run<T: Scalar>(settings: &Settings) -> Result<(), Error> {
+    let started = Instant::now();
+    std::fs::create_dir_all(&settings.out).map_err(|source| Error::Io {
+        action: "failed to create the output folder".into(),
+        path: settings.out.clone(),
+        source,
+    })?;
+
+    log(settings, "generating data");
+    let problem = load_or_generate(settings)?;
+    let (m, n) = (problem.a.nrows(), problem.a.ncols());
+    save_inputs(settings, &problem)?;
+
+    let a_norm = problem.a.as_ref().singular_values().map_err(|e| Error::Numerical {
+        what: "singular values of A".into(),
+        reason: format!("{e:?}"),
+    })?[0];
+    let steps = optlayer::splittings::LadmmSteps { alpha: 0.5, beta: 1.0 / (1.0 + a_norm), lambda: 1.0 };
+    let train = cast_dataset::<T>(&problem.train)?;
+    let test = cast_dataset::<T>(&problem.test)?;
+    let a = cast::<T>(&problem.a);
+
+    let train_forward = ForwardOptions::new(settings.train_iters, settings.tol).with_threads(settings.threads);
+    let test_forward = ForwardOptions::new(settings.test_iters, settings.tol).with_threads(settings.threads);
+    let model: LinearizedAdmm<T> = build_model(&problem.theta0, &problem.a, steps)?;
+    let mut layer = OptLayer::new(model, train_forward.clone())?;
+    log(
+        settings,
+        format!(
+            "n = {n}, m = {m}, {} training and {} test pairs, ‖A‖₂ = {a_norm:.4}, αβ‖[Θ; A]‖₂² = {:.4}",
+            train.len(),
+            test.len(),
+            layer.splitting().step_condition()
+        ),
+    );
+
+    log(settings, "evaluating least squares and the untrained model");
+    let least_squares = evaluate_least_squares(&a, &test)?;
+    let untrained = evaluate_depths(&layer, &a, &test, settings, &train_forward, &test_forward)?;
+
+    let optimizer = Adam::new(
+        AdamConfig { learning_rate: settings.learning_rate, weight_decay: settings.weight_decay, ..AdamConfig::default() },
+        &layer,
+    )?;
+    let config = TrainConfig {
+        epochs: settings.epochs,
+        batch_size: settings.batch_size,
+        seed: settings.seed,
+        forward: train_forward.clone(),
+        eval_forward: train_forward.clone(),
+    };
+    let mut trainer = Trainer::new(config, optimizer)?;
+    let mut epochs = Vec::new();
+    trainer.fit(&mut layer, &train, Some(&test), |report| {
+        log(
+            settings,
+            format!(
+                "epoch {:>3}  train MSE {:.4e}  test MSE {:.4e}  iterations {:>6.1}  {:.1} s",
+                report.epoch,
+                report.train_mse,
+                report.test_mse.unwrap_or(f64::NAN),
+                report.mean_iterations,
+                report.seconds
+            ),
+        );
+        epochs.push(EpochEntry::from(report));
+        ControlFlow::Continue(())
+    })?;
+
+    log(settings, "evaluating the trained model");
+    let trained = evaluate_depths(&layer, &a, &test, settings, &train_forward, &test_forward)?;
+
+    let theta_index = find_param(&layer, "theta")?;
+    let theta_trained = layer.param(theta_index).to_owned();
+    npy::write_matrix(&settings.out.join("theta_trained.npy"), theta_trained.as_ref())?;
+
+    let report = Report {
+        config: settings.clone(),
+        steps: Steps { alpha: steps.alpha, beta: layer.splitting().beta().to_f64_lossless(), lambda: steps.lambda, a_norm },
+        epochs,
+        test: TestReport { least_squares, untrained, trained },
+        wall_seconds: started.elapsed().as_secs_f64(),
+    };
+    report.write(&settings.out.join("report.json"))?;
+    println!("{}", report.summary_table());
+    println!("wrote {}", settings.out.display());
+    Ok(())
+}
+
+fn save_inputs(settings: &Settings, problem: &Problem) -> Result<(), Error> {
+    let out: &Path = &settings.out;
+    npy::write_matrix(&out.join("A.npy"), problem.a.as_ref())?;
+    if let Some(dictionary) = &problem.dictionary {
+        npy::write_matrix(&out.join("M.npy"), dictionary.as_ref())?;
+    }
+    npy::write_matrix(&out.join("theta_init.npy"), problem.theta0.as_ref())?;
+    problem.train.save(out, "train")?;
+    problem.test.save(out, "test")
+}
+
+fn evaluate_least_squares<T: Scalar>(a: &Mat<T>, test: &Dataset<T>) -> Result<LeastSquaresResult, Error> {
+    let solver = MinNormLeastSquares::new(a.as_ref())?;
+    let x = solver.solve(test.data())?;
+    Ok(LeastSquaresResult {
+        mse: optlayer::mse(x.as_ref(), test.targets()).to_f64_lossless(),
+        fidelity: mean_fidelity(a.as_ref(), x.as_ref(), test.data()),
+    })
+}
+
+fn evaluate_depths<T: Scalar, Alg: Splitting<Real = T>>(
+    layer: &OptLayer<Alg>,
+    a: &Mat<T>,
+    test: &Dataset<T>,
+    settings: &Settings,
+    train_forward: &ForwardOptions,
+    test_forward: &ForwardOptions,
+) -> Result<ModelResult, Error> {
+    let (mse_train_depth, prediction_train) = evaluate(layer, test, settings.batch_size, train_forward)?;
+    let (mse_test_depth, prediction_test) = evaluate(layer, test, settings.batch_size, test_forward)?;
+    Ok(ModelResult {
+        mse_train_depth,
+        mse_test_depth,
+        fidelity: mean_fidelity(a.as_ref(), prediction_test.x.as_ref(), test.data()),
+        train_depth: DepthStats::new(settings.train_iters, &prediction_train),
+        test_depth: DepthStats::new(settings.test_iters, &prediction_test),
+    })
+}
