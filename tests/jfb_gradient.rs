@@ -13,7 +13,12 @@ use optlayer_testing::random::gaussian;
 use proptest::prelude::*;
 
 /// Returns `mse(primal(T(z; d)), target)` for the layer's current parameters.
-fn jfb_surrogate<Alg: Splitting<Real = f64>>(layer: &OptLayer<Alg>, z: MatRef<'_, f64>, d: MatRef<'_, f64>, target: MatRef<'_, f64>) -> f64 {
+fn jfb_surrogate<Alg: Splitting<Real = f64>>(
+    layer: &OptLayer<Alg>,
+    z: MatRef<'_, f64>,
+    d: MatRef<'_, f64>,
+    target: MatRef<'_, f64>,
+) -> f64 {
     let z_next = layer.apply_step(z, d, faer::Par::Seq).unwrap();
     let rows = layer.splitting().primal_rows();
     mse(z_next.as_ref().subrows(rows.start, rows.len()), target)
@@ -74,11 +79,24 @@ fn jfb_output_is_one_step_from_the_fixed_point() {
     let a = unit_column_matrix(m, n, 1);
     let d = &a * gaussian(n, 3, 2);
     let target = gaussian(n, 3, 3);
-    let layer = OptLayer::new(sparse_model::<f64>(&gaussian(n, n, 4), &a, true), ForwardOptions::new(200, 1e-8)).unwrap();
+    let layer = OptLayer::new(
+        sparse_model::<f64>(&gaussian(n, n, 4), &a, true),
+        ForwardOptions::new(200, 1e-8),
+    )
+    .unwrap();
     let forward = layer.forward(d.as_ref()).unwrap();
     let mut grads = Gradients::zeros_for(&layer);
-    let output = layer.jfb_gradient(&forward, d.as_ref(), &mut |x, g| mse_loss(x, target.as_ref(), g), &mut grads).unwrap();
-    let z_next = layer.apply_step(forward.state.as_ref(), d.as_ref(), faer::Par::Seq).unwrap();
+    let output = layer
+        .jfb_gradient(
+            &forward,
+            d.as_ref(),
+            &mut |x, g| mse_loss(x, target.as_ref(), g),
+            &mut grads,
+        )
+        .unwrap();
+    let z_next = layer
+        .apply_step(forward.state.as_ref(), d.as_ref(), faer::Par::Seq)
+        .unwrap();
     assert_eq!(output.x, z_next.as_ref().subrows(0, n).to_owned());
 }
 
@@ -88,13 +106,31 @@ fn jfb_gradient_accumulates() {
     let a = unit_column_matrix(m, n, 5);
     let d = &a * gaussian(n, 2, 6);
     let target = gaussian(n, 2, 7);
-    let layer = OptLayer::new(sparse_model::<f64>(&gaussian(n, n, 8), &a, true), ForwardOptions::new(100, 1e-8)).unwrap();
+    let layer = OptLayer::new(
+        sparse_model::<f64>(&gaussian(n, n, 8), &a, true),
+        ForwardOptions::new(100, 1e-8),
+    )
+    .unwrap();
     let forward = layer.forward(d.as_ref()).unwrap();
     let mut once = Gradients::zeros_for(&layer);
-    layer.jfb_gradient(&forward, d.as_ref(), &mut |x, g| mse_loss(x, target.as_ref(), g), &mut once).unwrap();
+    layer
+        .jfb_gradient(
+            &forward,
+            d.as_ref(),
+            &mut |x, g| mse_loss(x, target.as_ref(), g),
+            &mut once,
+        )
+        .unwrap();
     let mut twice = Gradients::zeros_for(&layer);
     for _ in 0..2 {
-        layer.jfb_gradient(&forward, d.as_ref(), &mut |x, g| mse_loss(x, target.as_ref(), g), &mut twice).unwrap();
+        layer
+            .jfb_gradient(
+                &forward,
+                d.as_ref(),
+                &mut |x, g| mse_loss(x, target.as_ref(), g),
+                &mut twice,
+            )
+            .unwrap();
     }
     let expected = &once.tensors()[0] * faer::Scale(2.0);
     assert!((&twice.tensors()[0] - &expected).norm_max() <= 1e-14 * expected.norm_max());
@@ -107,13 +143,22 @@ fn stale_forward_rejected_after_step_change() {
     let (m, n) = (4, 8);
     let a = unit_column_matrix(m, n, 9);
     let d = &a * gaussian(n, 2, 10);
-    let mut layer = OptLayer::new(sparse_model::<f64>(&gaussian(n, n, 11), &a, false), ForwardOptions::new(50, 1e-8)).unwrap();
+    let mut layer = OptLayer::new(
+        sparse_model::<f64>(&gaussian(n, n, 11), &a, false),
+        ForwardOptions::new(50, 1e-8),
+    )
+    .unwrap();
     let forward = layer.forward(d.as_ref()).unwrap();
     let theta = layer.param(0).to_owned();
     set_param(&mut layer, "theta", (&theta * faer::Scale(10.0)).as_ref()).unwrap();
     let mut grads = Gradients::zeros_for(&layer);
     let error = layer
-        .jfb_gradient(&forward, d.as_ref(), &mut |x, g| mse_loss(x, gaussian(n, 2, 1).as_ref(), g), &mut grads)
+        .jfb_gradient(
+            &forward,
+            d.as_ref(),
+            &mut |x, g| mse_loss(x, gaussian(n, 2, 1).as_ref(), g),
+            &mut grads,
+        )
         .unwrap_err();
     assert!(matches!(error, Error::StaleForward { .. }), "{error}");
 }
@@ -134,8 +179,22 @@ fn f32_gradient_close_to_f64() {
     let forward32 = layer32.forward(d32.as_ref()).unwrap();
     let mut g64 = Gradients::zeros_for(&layer64);
     let mut g32 = Gradients::zeros_for(&layer32);
-    layer64.jfb_gradient(&forward64, d.as_ref(), &mut |x, g| mse_loss(x, target.as_ref(), g), &mut g64).unwrap();
-    layer32.jfb_gradient(&forward32, d32.as_ref(), &mut |x, g| mse_loss(x, target32.as_ref(), g), &mut g32).unwrap();
+    layer64
+        .jfb_gradient(
+            &forward64,
+            d.as_ref(),
+            &mut |x, g| mse_loss(x, target.as_ref(), g),
+            &mut g64,
+        )
+        .unwrap();
+    layer32
+        .jfb_gradient(
+            &forward32,
+            d32.as_ref(),
+            &mut |x, g| mse_loss(x, target32.as_ref(), g),
+            &mut g32,
+        )
+        .unwrap();
     let a64 = &g64.tensors()[0];
     let a32 = Mat::from_fn(n, n, |i, j| f64::from(g32.tensors()[0][(i, j)]));
     let rel = (a64 - &a32).norm_l2() / a64.norm_l2();

@@ -13,10 +13,23 @@ use optlayer_testing::random::gaussian;
 fn l1_model(a: Mat<f64>, beta: f64) -> LinearizedAdmm<f64> {
     let (m, n) = (a.nrows(), a.ncols());
     let blocks = vec![
-        Block::new(LearnableDense::new("theta", Mat::identity(n, n)).unwrap(), L1Norm::new(1.0).unwrap()),
+        Block::new(
+            LearnableDense::new("theta", Mat::identity(n, n)).unwrap(),
+            L1Norm::new(1.0).unwrap(),
+        ),
         Block::new(Dense::new(a).unwrap(), IndicatorPoint::from_data(0, m).unwrap()),
     ];
-    LinearizedAdmm::new(n, m, blocks, LadmmSteps { alpha: 0.5, beta, lambda: 1.0 }).unwrap()
+    LinearizedAdmm::new(
+        n,
+        m,
+        blocks,
+        LadmmSteps {
+            alpha: 0.5,
+            beta,
+            lambda: 1.0,
+        },
+    )
+    .unwrap()
 }
 
 #[test]
@@ -34,9 +47,18 @@ fn zero_solution_converges_at_once() {
 #[test]
 fn zero_column_gives_no_nan() {
     // A = [[1, 0], [2, 0]], d = [1, 2]: min ‖x‖₁ s.t. Ax = d is x = (1, 0).
-    let layer = OptLayer::new(l1_model(mat![[1.0, 0.0], [2.0, 0.0]], 0.2), ForwardOptions::new(100_000, 1e-12)).unwrap();
+    let layer = OptLayer::new(
+        l1_model(mat![[1.0, 0.0], [2.0, 0.0]], 0.2),
+        ForwardOptions::new(100_000, 1e-12),
+    )
+    .unwrap();
     let result = layer.forward(mat![[1.0], [2.0]].as_ref()).unwrap();
-    assert_eq!(result.samples[0].status, Status::Converged, "{:?}", result.samples[0]);
+    assert_eq!(
+        result.samples[0].status,
+        Status::Converged,
+        "{:?}",
+        result.samples[0]
+    );
     assert!((result.x[(0, 0)] - 1.0).abs() < 1e-8, "x = {:?}", result.x);
     assert!(result.x[(1, 0)].abs() < 1e-8, "x = {:?}", result.x);
 }
@@ -50,10 +72,18 @@ fn inconsistent_constraint_is_not_converged() {
     let d = mat![[1.0], [3.0]];
     let layer = OptLayer::new(l1_model(a.clone(), 0.1), ForwardOptions::new(20_000, 1e-8)).unwrap();
     let result = layer.forward(d.as_ref()).unwrap();
-    assert_eq!(result.samples[0].status, Status::IterationLimit, "{:?}", result.samples[0]);
+    assert_eq!(
+        result.samples[0].status,
+        Status::IterationLimit,
+        "{:?}",
+        result.samples[0]
+    );
     assert_eq!(result.samples[0].iterations, 20_000);
     let constraint_residual = (&a * &result.x - &d).norm_l2();
-    assert!((constraint_residual - 0.447214).abs() < 1e-3, "‖Ax − d‖ = {constraint_residual}");
+    assert!(
+        (constraint_residual - 0.447214).abs() < 1e-3,
+        "‖Ax − d‖ = {constraint_residual}"
+    );
 }
 
 #[test]
@@ -61,17 +91,30 @@ fn early_stopping_matches_single_sample_runs() {
     // Columns of a batch stop at different iterations; each must equal the
     // result of running that sample alone.
     let (theta, a, data) = recovery_batch(12, 6, 2, 7, 1);
-    let layer = OptLayer::new(sparse_model::<f64>(&theta, &a, true), ForwardOptions::new(20_000, 1e-7)).unwrap();
+    let layer = OptLayer::new(
+        sparse_model::<f64>(&theta, &a, true),
+        ForwardOptions::new(20_000, 1e-7),
+    )
+    .unwrap();
     let batch = layer.forward(data.as_ref()).unwrap();
     let iterations: Vec<usize> = batch.samples.iter().map(|s| s.iterations).collect();
-    assert!(iterations.iter().any(|&k| k != iterations[0]), "samples should stop at different iterations: {iterations:?}");
+    assert!(
+        iterations.iter().any(|&k| k != iterations[0]),
+        "samples should stop at different iterations: {iterations:?}"
+    );
 
     for j in 0..data.ncols() {
         let single = layer.forward(data.as_ref().subcols(j, 1)).unwrap();
-        assert_eq!(single.samples[0].iterations, batch.samples[j].iterations, "sample {j}");
+        assert_eq!(
+            single.samples[0].iterations, batch.samples[j].iterations,
+            "sample {j}"
+        );
         assert_eq!(single.samples[0].status, batch.samples[j].status, "sample {j}");
         let difference = (single.state.as_ref().col(0) - batch.state.as_ref().col(j)).norm_l2();
-        assert!(difference <= 1e-12 * (1.0 + single.state.col(0).norm_l2()), "sample {j}: {difference:e}");
+        assert!(
+            difference <= 1e-12 * (1.0 + single.state.col(0).norm_l2()),
+            "sample {j}: {difference:e}"
+        );
     }
 }
 
@@ -81,12 +124,25 @@ fn threads_give_the_same_result() {
     let a = unit_column_matrix(m, n, 4);
     let theta = gaussian(n, n, 5);
     let data = &a * gaussian(n, 9, 6);
-    let layer = OptLayer::new(sparse_model::<f64>(&theta, &a, true), ForwardOptions::new(500, 1e-6)).unwrap();
-    let one = layer.forward_with(data.as_ref(), &ForwardOptions::new(500, 1e-6).with_threads(1)).unwrap();
-    let two = layer.forward_with(data.as_ref(), &ForwardOptions::new(500, 1e-6).with_threads(2)).unwrap();
-    let three = layer.forward_with(data.as_ref(), &ForwardOptions::new(500, 1e-6).with_threads(3)).unwrap();
+    let layer = OptLayer::new(
+        sparse_model::<f64>(&theta, &a, true),
+        ForwardOptions::new(500, 1e-6),
+    )
+    .unwrap();
+    let one = layer
+        .forward_with(data.as_ref(), &ForwardOptions::new(500, 1e-6).with_threads(1))
+        .unwrap();
+    let two = layer
+        .forward_with(data.as_ref(), &ForwardOptions::new(500, 1e-6).with_threads(2))
+        .unwrap();
+    let three = layer
+        .forward_with(data.as_ref(), &ForwardOptions::new(500, 1e-6).with_threads(3))
+        .unwrap();
     for other in [&two, &three] {
-        assert_eq!(other.samples.iter().map(|s| s.iterations).collect::<Vec<_>>(), one.samples.iter().map(|s| s.iterations).collect::<Vec<_>>());
+        assert_eq!(
+            other.samples.iter().map(|s| s.iterations).collect::<Vec<_>>(),
+            one.samples.iter().map(|s| s.iterations).collect::<Vec<_>>()
+        );
         let difference = (&other.x - &one.x).norm_max();
         assert!(difference <= 1e-12 * one.x.norm_max(), "{difference:e}");
     }
@@ -99,9 +155,15 @@ fn warm_start_from_fixed_point_stops_quickly() {
     let layer = OptLayer::new(sparse_model::<f64>(&theta, &a, true), options.clone()).unwrap();
     let cold = layer.forward(data.as_ref()).unwrap();
     assert_eq!(cold.converged_count(), 4);
-    let warm = layer.forward_from(data.as_ref(), cold.state.as_ref(), &options).unwrap();
+    let warm = layer
+        .forward_from(data.as_ref(), cold.state.as_ref(), &options)
+        .unwrap();
     assert_eq!(warm.converged_count(), 4);
-    assert!(warm.mean_iterations() <= 2.0, "warm start took {} iterations", warm.mean_iterations());
+    assert!(
+        warm.mean_iterations() <= 2.0,
+        "warm start took {} iterations",
+        warm.mean_iterations()
+    );
     assert!(cold.mean_iterations() > 50.0);
 }
 
@@ -116,7 +178,10 @@ fn f32_and_f64_agree() {
     let layer32 = OptLayer::new(sparse_model::<f32>(&theta, &a, true), options).unwrap();
     let x64 = layer64.forward(data.as_ref()).unwrap().x;
     let x32 = layer32.forward(cast::<f32>(&data).as_ref()).unwrap().x;
-    let difference = (0..n).flat_map(|i| (0..5).map(move |j| (i, j))).map(|(i, j)| (x64[(i, j)] - f64::from(x32[(i, j)])).abs()).fold(0.0, f64::max);
+    let difference = (0..n)
+        .flat_map(|i| (0..5).map(move |j| (i, j)))
+        .map(|(i, j)| (x64[(i, j)] - f64::from(x32[(i, j)])).abs())
+        .fold(0.0, f64::max);
     assert!(difference < 1e-2 * x64.norm_max(), "{difference:e}");
 }
 
@@ -147,7 +212,14 @@ impl optlayer::Splitting for AffineMap {
     fn step_scratch(&self, _: usize, _: faer::Par) -> faer::dyn_stack::StackReq {
         faer::dyn_stack::StackReq::EMPTY
     }
-    fn step(&self, mut z_next: faer::MatMut<'_, f64>, z: faer::MatRef<'_, f64>, data: faer::MatRef<'_, f64>, _: faer::Par, _: &mut faer::dyn_stack::MemStack) {
+    fn step(
+        &self,
+        mut z_next: faer::MatMut<'_, f64>,
+        z: faer::MatRef<'_, f64>,
+        data: faer::MatRef<'_, f64>,
+        _: faer::Par,
+        _: &mut faer::dyn_stack::MemStack,
+    ) {
         for j in 0..z.ncols() {
             z_next[(0, j)] = data[(0, j)] * z[(0, j)] + 1.0;
         }
@@ -155,7 +227,16 @@ impl optlayer::Splitting for AffineMap {
     fn step_vjp_scratch(&self, _: usize, _: faer::Par) -> faer::dyn_stack::StackReq {
         faer::dyn_stack::StackReq::EMPTY
     }
-    fn step_vjp(&self, z_bar: Option<faer::MatMut<'_, f64>>, _: faer::MatRef<'_, f64>, data: faer::MatRef<'_, f64>, cotangent: faer::MatRef<'_, f64>, _: &mut [Mat<f64>], _: faer::Par, _: &mut faer::dyn_stack::MemStack) {
+    fn step_vjp(
+        &self,
+        z_bar: Option<faer::MatMut<'_, f64>>,
+        _: faer::MatRef<'_, f64>,
+        data: faer::MatRef<'_, f64>,
+        cotangent: faer::MatRef<'_, f64>,
+        _: &mut [Mat<f64>],
+        _: faer::Par,
+        _: &mut faer::dyn_stack::MemStack,
+    ) {
         if let Some(mut z_bar) = z_bar {
             for j in 0..data.ncols() {
                 z_bar[(0, j)] = data[(0, j)] * cotangent[(0, j)];
@@ -193,15 +274,30 @@ fn fixed_step_rule_rejects_unsafe_beta() {
     let n = 3;
     let a = mat![[1.0, 1.0, 1.0]];
     let blocks = vec![
-        Block::new(LearnableDense::new("theta", Mat::identity(n, n)).unwrap(), L1Norm::new(1.0).unwrap()),
+        Block::new(
+            LearnableDense::new("theta", Mat::identity(n, n)).unwrap(),
+            L1Norm::new(1.0).unwrap(),
+        ),
         Block::new(Dense::new(a).unwrap(), IndicatorPoint::from_data(0, 1).unwrap()),
     ];
     // ‖[I; A]‖₂² = 1 + 3 = 4, so α β ‖K‖² = 0.5 · 1 · 4 = 2.
     let rule = optlayer::splittings::StepRule::Fixed { safety: 0.99 };
-    let result = LinearizedAdmm::with_rule(n, 1, blocks, LadmmSteps { alpha: 0.5, beta: 1.0, lambda: 1.0 }, rule);
+    let result = LinearizedAdmm::with_rule(
+        n,
+        1,
+        blocks,
+        LadmmSteps {
+            alpha: 0.5,
+            beta: 1.0,
+            lambda: 1.0,
+        },
+        rule,
+    );
     match result {
         Err(error @ Error::StepCondition { .. }) => {
-            let Error::StepCondition { value, bound, .. } = &error else { unreachable!() };
+            let Error::StepCondition { value, bound, .. } = &error else {
+                unreachable!()
+            };
             assert!((value - 2.0).abs() < 1e-6, "{value}");
             assert_eq!(*bound, 0.99);
             let message = error.to_string();
@@ -216,11 +312,28 @@ fn shrink_step_rule_lowers_beta() {
     let n = 3;
     let a = mat![[1.0, 1.0, 1.0]];
     let blocks = vec![
-        Block::new(LearnableDense::new("theta", Mat::identity(n, n)).unwrap(), L1Norm::new(1.0).unwrap()),
+        Block::new(
+            LearnableDense::new("theta", Mat::identity(n, n)).unwrap(),
+            L1Norm::new(1.0).unwrap(),
+        ),
         Block::new(Dense::new(a).unwrap(), IndicatorPoint::from_data(0, 1).unwrap()),
     ];
-    let s: LinearizedAdmm<f64> = LinearizedAdmm::new(n, 1, blocks, LadmmSteps { alpha: 0.5, beta: 1.0, lambda: 1.0 }).unwrap();
+    let s: LinearizedAdmm<f64> = LinearizedAdmm::new(
+        n,
+        1,
+        blocks,
+        LadmmSteps {
+            alpha: 0.5,
+            beta: 1.0,
+            lambda: 1.0,
+        },
+    )
+    .unwrap();
     assert!((s.norm_estimate() - 2.0).abs() < 1e-6);
-    assert!((s.beta() - 0.99 / (0.5 * 4.0)).abs() < 1e-6, "beta = {}", s.beta());
+    assert!(
+        (s.beta() - 0.99 / (0.5 * 4.0)).abs() < 1e-6,
+        "beta = {}",
+        s.beta()
+    );
     assert!((s.step_condition() - 0.99).abs() < 1e-6);
 }

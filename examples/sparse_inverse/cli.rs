@@ -149,7 +149,9 @@ impl Args {
             Preset::Paper => (10_000, 75, 4e-5, 400, 1e-5),
         };
         let out = self.out.clone().unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target").join("sparse_inverse")
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("target")
+                .join("sparse_inverse")
         });
         Settings {
             preset: self.preset,

@@ -14,8 +14,10 @@ use std::time::Instant;
 
 use clap::Parser;
 use faer::{Mat, MatRef};
-use optlayer::problems::sparse_inverse::{SparseInverseConfig, SparseInverseProblem, build_model, cast, cast_dataset};
 use optlayer::problems::MinNormLeastSquares;
+use optlayer::problems::sparse_inverse::{
+    SparseInverseConfig, SparseInverseProblem, build_model, cast, cast_dataset,
+};
 use optlayer::splittings::LinearizedAdmm;
 use optlayer::train::{Adam, AdamConfig, Dataset, TrainConfig, Trainer, evaluate, npy};
 use optlayer::{Error, ForwardOptions, OptLayer, Parameterized, Scalar, Splitting, find_param};
@@ -64,7 +66,13 @@ fn load_or_generate(settings: &Settings) -> Result<Problem, Error> {
                 seed: settings.seed,
                 ..SparseInverseConfig::default()
             })?;
-            Problem { a, dictionary: None, theta0: generated.theta0, train, test }
+            Problem {
+                a,
+                dictionary: None,
+                theta0: generated.theta0,
+                train,
+                test,
+            }
         }
         None => {
             let generated = SparseInverseProblem::generate(&SparseInverseConfig {
@@ -124,16 +132,25 @@ fn run<T: Scalar>(settings: &Settings) -> Result<(), Error> {
     let (m, n) = (problem.a.nrows(), problem.a.ncols());
     save_inputs(settings, &problem)?;
 
-    let a_norm = problem.a.as_ref().singular_values().map_err(|e| Error::Numerical {
-        what: "singular values of A".into(),
-        reason: format!("{e:?}"),
-    })?[0];
-    let steps = optlayer::splittings::LadmmSteps { alpha: 0.5, beta: 1.0 / (1.0 + a_norm), lambda: 1.0 };
+    let a_norm = problem
+        .a
+        .as_ref()
+        .singular_values()
+        .map_err(|e| Error::Numerical {
+            what: "singular values of A".into(),
+            reason: format!("{e:?}"),
+        })?[0];
+    let steps = optlayer::splittings::LadmmSteps {
+        alpha: 0.5,
+        beta: 1.0 / (1.0 + a_norm),
+        lambda: 1.0,
+    };
     let train = cast_dataset::<T>(&problem.train)?;
     let test = cast_dataset::<T>(&problem.test)?;
     let a = cast::<T>(&problem.a);
 
-    let train_forward = ForwardOptions::new(settings.train_iters, settings.tol).with_threads(settings.threads);
+    let train_forward =
+        ForwardOptions::new(settings.train_iters, settings.tol).with_threads(settings.threads);
     let test_forward = ForwardOptions::new(settings.test_iters, settings.tol).with_threads(settings.threads);
     let model: LinearizedAdmm<T> = build_model(&problem.theta0, &problem.a, steps)?;
     let mut layer = OptLayer::new(model, train_forward.clone())?;
@@ -152,7 +169,11 @@ fn run<T: Scalar>(settings: &Settings) -> Result<(), Error> {
     let untrained = evaluate_depths(&layer, &a, &test, settings, &train_forward, &test_forward)?;
 
     let optimizer = Adam::new(
-        AdamConfig { learning_rate: settings.learning_rate, weight_decay: settings.weight_decay, ..AdamConfig::default() },
+        AdamConfig {
+            learning_rate: settings.learning_rate,
+            weight_decay: settings.weight_decay,
+            ..AdamConfig::default()
+        },
         &layer,
     )?;
     let config = TrainConfig {
@@ -189,9 +210,18 @@ fn run<T: Scalar>(settings: &Settings) -> Result<(), Error> {
 
     let report = Report {
         config: settings.clone(),
-        steps: Steps { alpha: steps.alpha, beta: layer.splitting().beta().to_f64_lossless(), lambda: steps.lambda, a_norm },
+        steps: Steps {
+            alpha: steps.alpha,
+            beta: layer.splitting().beta().to_f64_lossless(),
+            lambda: steps.lambda,
+            a_norm,
+        },
         epochs,
-        test: TestReport { least_squares, untrained, trained },
+        test: TestReport {
+            least_squares,
+            untrained,
+            trained,
+        },
         wall_seconds: started.elapsed().as_secs_f64(),
     };
     report.write(&settings.out.join("report.json"))?;

@@ -126,7 +126,10 @@ impl Report {
                 format!("MSE @ {test_depth} it"),
                 "‖Ax−d‖/‖d‖"
             ),
-            format!("{:<16} {:>18.4e} {:>18} {:>12.2e}", "least squares", t.least_squares.mse, "-", t.least_squares.fidelity),
+            format!(
+                "{:<16} {:>18.4e} {:>18} {:>12.2e}",
+                "least squares", t.least_squares.mse, "-", t.least_squares.fidelity
+            ),
         ];
         for (name, result) in [("untrained Θ", &t.untrained), ("trained Θ", &t.trained)] {
             lines.push(format!(

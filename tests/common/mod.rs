@@ -3,9 +3,9 @@
 #![allow(dead_code)]
 
 use faer::Mat;
+use optlayer::Scalar;
 use optlayer::ops::{Dense, IndicatorPoint, L1Norm, LearnableDense, Normalization};
 use optlayer::splittings::{Block, LadmmSteps, LinearizedAdmm};
-use optlayer::Scalar;
 use optlayer_testing::random::gaussian;
 
 /// Builds `min ‖Θx‖₁ s.t. Ax = d` with α = 0.5, λ = 1, β = 1/(1 + ‖A‖₂),
@@ -13,14 +13,23 @@ use optlayer_testing::random::gaussian;
 pub fn sparse_model<T: Scalar>(theta: &Mat<f64>, a: &Mat<f64>, normalize: bool) -> LinearizedAdmm<T> {
     let (m, n) = (a.nrows(), a.ncols());
     let a_norm = a.as_ref().singular_values().unwrap()[0];
-    let steps = LadmmSteps { alpha: 0.5, beta: 1.0 / (1.0 + a_norm), lambda: 1.0 };
+    let steps = LadmmSteps {
+        alpha: 0.5,
+        beta: 1.0 / (1.0 + a_norm),
+        lambda: 1.0,
+    };
     let mut theta_op = LearnableDense::new("theta", cast(theta)).unwrap();
     if normalize {
-        theta_op = theta_op.with_normalization(Normalization::unit_spectral_norm()).unwrap();
+        theta_op = theta_op
+            .with_normalization(Normalization::unit_spectral_norm())
+            .unwrap();
     }
     let blocks = vec![
         Block::new(theta_op, L1Norm::new(T::one()).unwrap()),
-        Block::new(Dense::new(cast(a)).unwrap(), IndicatorPoint::from_data(0, m).unwrap()),
+        Block::new(
+            Dense::new(cast(a)).unwrap(),
+            IndicatorPoint::from_data(0, m).unwrap(),
+        ),
     ];
     LinearizedAdmm::new(n, m, blocks, steps).unwrap()
 }
@@ -53,7 +62,13 @@ pub fn well_conditioned(n: usize, seed: u64) -> Mat<f64> {
 /// Returns `(Θ, A, d)` for `batch` sparse recovery samples: `Θ` well
 /// conditioned, `A` (`m x n`) with unit columns, and each `d = A x` where
 /// `Θ x` has `k` nonzeros at random positions.
-pub fn recovery_batch(n: usize, m: usize, k: usize, batch: usize, seed: u64) -> (Mat<f64>, Mat<f64>, Mat<f64>) {
+pub fn recovery_batch(
+    n: usize,
+    m: usize,
+    k: usize,
+    batch: usize,
+    seed: u64,
+) -> (Mat<f64>, Mat<f64>, Mat<f64>) {
     use faer::linalg::solvers::Solve;
     use rand::seq::index::sample;
     let theta = well_conditioned(n, seed);

@@ -15,7 +15,13 @@ pub fn norm2<T: Scalar>(values: impl Iterator<Item = T> + Clone) -> T {
     if sum.is_finite() && sum > T::min_positive_value().sqrt() {
         return sum.sqrt();
     }
-    let max_abs = values.clone().fold(T::zero(), |acc, v| if v.is_nan() || acc.is_nan() { T::nan() } else { acc.max(v.abs()) });
+    let max_abs = values.clone().fold(T::zero(), |acc, v| {
+        if v.is_nan() || acc.is_nan() {
+            T::nan()
+        } else {
+            acc.max(v.abs())
+        }
+    });
     if max_abs == T::zero() || !max_abs.is_finite() {
         // Zero vector, or NaN or infinity, which must propagate as is.
         return max_abs;
@@ -68,9 +74,7 @@ pub fn swap_cols<T: Scalar>(m: MatMut<'_, T>, i: usize, j: usize) {
     }
     let (mut a, mut b) = m.two_cols_mut(i, j);
     for row in 0..a.nrows() {
-        let tmp = a[row];
-        a[row] = b[row];
-        b[row] = tmp;
+        std::mem::swap(&mut a[row], &mut b[row]);
     }
 }
 

@@ -65,7 +65,12 @@ impl<T: Scalar, Alg: Splitting<Real = T>> FixedPointJfb for OptLayer<Alg> {
     ) -> Result<JfbOutput<T>> {
         let splitting = self.splitting();
         self.check_data(data)?;
-        check_shape("forward state", forward.state.as_ref(), splitting.state_dim(), data.ncols())?;
+        check_shape(
+            "forward state",
+            forward.state.as_ref(),
+            splitting.state_dim(),
+            data.ncols(),
+        )?;
         let current = splitting.step_sizes();
         if current != forward.step_sizes {
             return Err(Error::StaleForward {
@@ -82,13 +87,20 @@ impl<T: Scalar, Alg: Splitting<Real = T>> FixedPointJfb for OptLayer<Alg> {
         }
 
         let batch = data.ncols();
-        let par = if self.options().threads > 1 { Par::rayon(self.options().threads) } else { Par::Seq };
+        let par = if self.options().threads > 1 {
+            Par::rayon(self.options().threads)
+        } else {
+            Par::Seq
+        };
         let z_next = self.apply_step(forward.state.as_ref(), data, par)?;
         let rows = splitting.primal_rows();
         let x_next = z_next.as_ref().subrows(rows.start, rows.len()).to_owned();
 
         let mut cotangent = Mat::<T>::zeros(splitting.state_dim(), batch);
-        let loss_value = loss(x_next.as_ref(), cotangent.as_mut().subrows_mut(rows.start, rows.len()));
+        let loss_value = loss(
+            x_next.as_ref(),
+            cotangent.as_mut().subrows_mut(rows.start, rows.len()),
+        );
 
         let mut buffer = MemBuffer::new(splitting.step_vjp_scratch(batch, par));
         let stack = MemStack::new(&mut buffer);
@@ -101,7 +113,10 @@ impl<T: Scalar, Alg: Splitting<Real = T>> FixedPointJfb for OptLayer<Alg> {
             par,
             stack,
         );
-        Ok(JfbOutput { loss: loss_value, x: x_next })
+        Ok(JfbOutput {
+            loss: loss_value,
+            x: x_next,
+        })
     }
 }
 
@@ -113,13 +128,15 @@ impl<T: Scalar, Alg: Splitting<Real = T>> FixedPointJfb for OptLayer<Alg> {
 pub fn mse_loss<T: Scalar>(x: MatRef<'_, T>, target: MatRef<'_, T>, mut grad: MatMut<'_, T>) -> T {
     assert_eq!(x.shape(), target.shape(), "mse_loss: x and target shapes differ");
     assert_eq!(x.shape(), grad.shape(), "mse_loss: x and gradient shapes differ");
-    let count = T::from_usize(x.nrows() * x.ncols()).unwrap_or_else(T::one).max(T::one());
+    let count = T::from_usize(x.nrows() * x.ncols())
+        .unwrap_or_else(T::one)
+        .max(T::one());
     let scale = T::lit(2.0) / count;
     let mut sum = T::zero();
     for col in 0..x.ncols() {
         for row in 0..x.nrows() {
             let diff = x[(row, col)] - target[(row, col)];
-            sum = sum + diff * diff;
+            sum += diff * diff;
             grad[(row, col)] = scale * diff;
         }
     }
@@ -132,12 +149,14 @@ pub fn mse_loss<T: Scalar>(x: MatRef<'_, T>, target: MatRef<'_, T>, mut grad: Ma
 /// If the shapes differ.
 pub fn mse<T: Scalar>(x: MatRef<'_, T>, target: MatRef<'_, T>) -> T {
     assert_eq!(x.shape(), target.shape(), "mse: x and target shapes differ");
-    let count = T::from_usize(x.nrows() * x.ncols()).unwrap_or_else(T::one).max(T::one());
+    let count = T::from_usize(x.nrows() * x.ncols())
+        .unwrap_or_else(T::one)
+        .max(T::one());
     let mut sum = T::zero();
     for col in 0..x.ncols() {
         for row in 0..x.nrows() {
             let diff = x[(row, col)] - target[(row, col)];
-            sum = sum + diff * diff;
+            sum += diff * diff;
         }
     }
     sum / count

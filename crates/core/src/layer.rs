@@ -24,14 +24,23 @@ pub struct ForwardOptions {
 
 impl Default for ForwardOptions {
     fn default() -> Self {
-        Self { max_iters: 1000, rtol: 1e-6, atol: 0.0, threads: 1 }
+        Self {
+            max_iters: 1000,
+            rtol: 1e-6,
+            atol: 0.0,
+            threads: 1,
+        }
     }
 }
 
 impl ForwardOptions {
     /// Creates options with the given iteration limit and relative tolerance.
     pub fn new(max_iters: usize, rtol: f64) -> Self {
-        Self { max_iters, rtol, ..Self::default() }
+        Self {
+            max_iters,
+            rtol,
+            ..Self::default()
+        }
     }
 
     /// Sets the absolute tolerance.
@@ -124,12 +133,18 @@ pub struct ForwardResult<T: Scalar> {
 impl<T: Scalar> ForwardResult<T> {
     /// Returns the number of samples that converged.
     pub fn converged_count(&self) -> usize {
-        self.samples.iter().filter(|s| s.status == Status::Converged).count()
+        self.samples
+            .iter()
+            .filter(|s| s.status == Status::Converged)
+            .count()
     }
 
     /// Returns the number of samples whose state became non-finite.
     pub fn non_finite_count(&self) -> usize {
-        self.samples.iter().filter(|s| s.status == Status::NonFinite).count()
+        self.samples
+            .iter()
+            .filter(|s| s.status == Status::NonFinite)
+            .count()
     }
 
     /// Returns the mean number of steps over the batch.
@@ -140,7 +155,9 @@ impl<T: Scalar> ForwardResult<T> {
 
     /// Returns the largest relative residual over the batch.
     pub fn max_relative_residual(&self) -> T {
-        self.samples.iter().fold(T::zero(), |acc, s| acc.max(s.relative_residual))
+        self.samples
+            .iter()
+            .fold(T::zero(), |acc, s| acc.max(s.relative_residual))
     }
 }
 
@@ -208,11 +225,7 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
     ///
     /// # Errors
     /// When `data` or `options` is invalid.
-    pub fn forward_with(
-        &self,
-        data: MatRef<'_, T>,
-        options: &ForwardOptions,
-    ) -> Result<ForwardResult<T>> {
+    pub fn forward_with(&self, data: MatRef<'_, T>, options: &ForwardOptions) -> Result<ForwardResult<T>> {
         self.check_data(data)?;
         let mut state = Mat::zeros(self.splitting.state_dim(), data.ncols());
         self.splitting.init(state.as_mut(), data);
@@ -231,7 +244,12 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
         options: &ForwardOptions,
     ) -> Result<ForwardResult<T>> {
         self.check_data(data)?;
-        check_shape("initial state", initial_state, self.splitting.state_dim(), data.ncols())?;
+        check_shape(
+            "initial state",
+            initial_state,
+            self.splitting.state_dim(),
+            data.ncols(),
+        )?;
         check_finite("initial state", initial_state)?;
         self.run(initial_state.to_owned(), data, options)
     }
@@ -251,17 +269,17 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
     }
 
     pub(crate) fn check_data(&self, data: MatRef<'_, T>) -> Result<()> {
-        check_rows("data batch", data, self.splitting.data_dim(), "the data dimension of the splitting")?;
+        check_rows(
+            "data batch",
+            data,
+            self.splitting.data_dim(),
+            "the data dimension of the splitting",
+        )?;
         check_nonempty("data batch", data)?;
         check_finite("data batch", data)
     }
 
-    fn run(
-        &self,
-        state: Mat<T>,
-        data: MatRef<'_, T>,
-        options: &ForwardOptions,
-    ) -> Result<ForwardResult<T>> {
+    fn run(&self, state: Mat<T>, data: MatRef<'_, T>, options: &ForwardOptions) -> Result<ForwardResult<T>> {
         options.validate()?;
         let batch = data.ncols();
         let chunks = options.threads.min(batch);
@@ -269,7 +287,13 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
         let mut samples = Vec::with_capacity(batch);
 
         if chunks <= 1 {
-            samples = iterate_block(&self.splitting, state.as_ref(), data, options, final_state.as_mut());
+            samples = iterate_block(
+                &self.splitting,
+                state.as_ref(),
+                data,
+                options,
+                final_state.as_mut(),
+            );
         } else {
             let bounds: Vec<(usize, usize)> = (0..chunks)
                 .map(|c| (c * batch / chunks, (c + 1) * batch / chunks))
@@ -294,13 +318,24 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
                     .collect()
             });
             for (&(start, end), (block_state, reports)) in bounds.iter().zip(results) {
-                final_state.as_mut().subcols_mut(start, end - start).copy_from(&block_state);
+                final_state
+                    .as_mut()
+                    .subcols_mut(start, end - start)
+                    .copy_from(&block_state);
                 samples.extend(reports);
             }
         }
 
-        let x = final_state.as_ref().subrows(self.splitting.primal_rows().start, self.splitting.primal_dim()).to_owned();
-        Ok(ForwardResult { x, state: final_state, samples, step_sizes: self.splitting.step_sizes() })
+        let x = final_state
+            .as_ref()
+            .subrows(self.splitting.primal_rows().start, self.splitting.primal_dim())
+            .to_owned();
+        Ok(ForwardResult {
+            x,
+            state: final_state,
+            samples,
+            step_sizes: self.splitting.step_sizes(),
+        })
     }
 }
 
@@ -382,8 +417,8 @@ fn iterate_block<T: Scalar, Alg: Splitting<Real = T>>(
         }
     }
 
-    for j in 0..active {
-        out.rb_mut().col_mut(order[j]).copy_from(z.col(j));
+    for (j, &original) in order.iter().enumerate().take(active) {
+        out.rb_mut().col_mut(original).copy_from(z.col(j));
     }
     reports
 }

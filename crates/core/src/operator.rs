@@ -189,7 +189,7 @@ pub fn power_iteration_from<T: Scalar, K: Operator<T> + ?Sized>(
 fn scale_in_place<T: Scalar>(mut m: MatMut<'_, T>, factor: T) {
     for col in 0..m.ncols() {
         for row in 0..m.nrows() {
-            m[(row, col)] = m[(row, col)] * factor;
+            m[(row, col)] *= factor;
         }
     }
 }

@@ -86,7 +86,9 @@ pub fn find_param<T: Scalar, P: Parameterized<T> + ?Sized>(model: &P, name: &str
 
 /// Returns the names of all parameters of `model`, in order.
 pub fn param_names<T: Scalar, P: Parameterized<T> + ?Sized>(model: &P) -> Vec<String> {
-    (0..model.param_count()).map(|i| model.param_info(i).name).collect()
+    (0..model.param_count())
+        .map(|i| model.param_info(i).name)
+        .collect()
 }
 
 /// Replaces the parameter called `name` with `value` and calls
@@ -120,7 +122,10 @@ impl<T: Scalar> Gradients<T> {
     /// Creates zero gradients shaped like the parameters of `model`.
     pub fn zeros_for<P: Parameterized<T> + ?Sized>(model: &P) -> Self {
         let infos: Vec<ParamInfo> = (0..model.param_count()).map(|i| model.param_info(i)).collect();
-        let tensors = infos.iter().map(|info| Mat::zeros(info.nrows, info.ncols)).collect();
+        let tensors = infos
+            .iter()
+            .map(|info| Mat::zeros(info.nrows, info.ncols))
+            .collect();
         Self { infos, tensors }
     }
 
@@ -148,7 +153,10 @@ impl<T: Scalar> Gradients<T> {
 
     /// Returns the gradient of the parameter called `name`.
     pub fn get(&self, name: &str) -> Option<MatRef<'_, T>> {
-        self.infos.iter().position(|info| info.name == name).map(|i| self.tensors[i].as_ref())
+        self.infos
+            .iter()
+            .position(|info| info.name == name)
+            .map(|i| self.tensors[i].as_ref())
     }
 
     /// Multiplies every gradient by `factor`.
@@ -156,7 +164,7 @@ impl<T: Scalar> Gradients<T> {
         for t in &mut self.tensors {
             for col in 0..t.ncols() {
                 for row in 0..t.nrows() {
-                    t[(row, col)] = t[(row, col)] * factor;
+                    t[(row, col)] *= factor;
                 }
             }
         }
@@ -164,9 +172,11 @@ impl<T: Scalar> Gradients<T> {
 
     /// Returns the Euclidean norm of all gradients taken together.
     pub fn norm(&self) -> T {
-        crate::columns::norm2(self.tensors.iter().flat_map(|t| {
-            (0..t.ncols()).flat_map(move |j| (0..t.nrows()).map(move |i| t[(i, j)]))
-        }))
+        crate::columns::norm2(
+            self.tensors
+                .iter()
+                .flat_map(|t| (0..t.ncols()).flat_map(move |j| (0..t.nrows()).map(move |i| t[(i, j)]))),
+        )
     }
 
     /// Checks that every entry is finite.

@@ -23,7 +23,10 @@ impl<T: Scalar> MinNormLeastSquares<T> {
             what: "Cholesky factorization of A Aᵀ".into(),
             reason: format!("{e:?}: A must have full row rank for the minimum-norm solution"),
         })?;
-        Ok(Self { a: a.to_owned(), gram })
+        Ok(Self {
+            a: a.to_owned(),
+            gram,
+        })
     }
 
     /// Returns `Aᵀ(AAᵀ)⁻¹ d` for every column of `d`.

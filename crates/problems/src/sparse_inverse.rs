@@ -43,7 +43,15 @@ pub struct SparseInverseConfig {
 
 impl Default for SparseInverseConfig {
     fn default() -> Self {
-        Self { n: 250, m: 100, r: 50, density: 0.1, train_samples: 10_000, test_samples: 1_000, seed: 0 }
+        Self {
+            n: 250,
+            m: 100,
+            r: 50,
+            density: 0.1,
+            train_samples: 10_000,
+            test_samples: 1_000,
+            seed: 0,
+        }
     }
 }
 
@@ -53,7 +61,13 @@ impl SparseInverseConfig {
     /// # Errors
     /// [`Error::InvalidParameter`] naming the setting.
     pub fn validate(&self) -> Result<()> {
-        let positive = [("n", self.n), ("m", self.m), ("r", self.r), ("train samples", self.train_samples), ("test samples", self.test_samples)];
+        let positive = [
+            ("n", self.n),
+            ("m", self.m),
+            ("r", self.r),
+            ("train samples", self.train_samples),
+            ("test samples", self.test_samples),
+        ];
         for (name, value) in positive {
             if value == 0 {
                 return Err(Error::InvalidParameter {
@@ -156,7 +170,14 @@ impl SparseInverseProblem {
         };
         let train = make(config.train_samples, Stream::TrainCodes)?;
         let test = make(config.test_samples, Stream::TestCodes)?;
-        Ok(Self { config: config.clone(), a, dictionary, theta0, train, test })
+        Ok(Self {
+            config: config.clone(),
+            a,
+            dictionary,
+            theta0,
+            train,
+            test,
+        })
     }
 
     /// Returns the reference step sizes `α = 0.5`, `λ = 1`, `β = 1/(1 + ‖A‖₂)`.
@@ -168,7 +189,11 @@ impl SparseInverseProblem {
             what: "singular values of A".into(),
             reason: format!("{e:?}"),
         })?[0];
-        Ok(LadmmSteps { alpha: 0.5, beta: 1.0 / (1.0 + a_norm), lambda: 1.0 })
+        Ok(LadmmSteps {
+            alpha: 0.5,
+            beta: 1.0 / (1.0 + a_norm),
+            lambda: 1.0,
+        })
     }
 }
 
@@ -178,7 +203,11 @@ impl SparseInverseProblem {
 ///
 /// # Errors
 /// When the matrices do not fit together or the steps are invalid.
-pub fn build_model<T: Scalar>(theta: &Mat<f64>, a: &Mat<f64>, steps: LadmmSteps) -> Result<LinearizedAdmm<T>> {
+pub fn build_model<T: Scalar>(
+    theta: &Mat<f64>,
+    a: &Mat<f64>,
+    steps: LadmmSteps,
+) -> Result<LinearizedAdmm<T>> {
     let (m, n) = (a.nrows(), a.ncols());
     if theta.ncols() != n {
         return Err(Error::ShapeMismatch {
@@ -187,7 +216,8 @@ pub fn build_model<T: Scalar>(theta: &Mat<f64>, a: &Mat<f64>, steps: LadmmSteps)
             found: format!("{} columns", theta.ncols()),
         });
     }
-    let theta = LearnableDense::new("theta", cast(theta))?.with_normalization(Normalization::unit_spectral_norm())?;
+    let theta =
+        LearnableDense::new("theta", cast(theta))?.with_normalization(Normalization::unit_spectral_norm())?;
     let blocks = vec![
         Block::new(theta, L1Norm::new(T::one())?),
         Block::new(Dense::new(cast(a))?, IndicatorPoint::from_data(0, m)?),
@@ -205,5 +235,8 @@ pub fn cast<T: Scalar>(m: &Mat<f64>) -> Mat<T> {
 /// # Errors
 /// When a value overflows `T` (an `f64` entry beyond `f32::MAX`).
 pub fn cast_dataset<T: Scalar>(dataset: &Dataset<f64>) -> Result<Dataset<T>> {
-    Dataset::new(cast(&dataset.data().to_owned()), cast(&dataset.targets().to_owned()))
+    Dataset::new(
+        cast(&dataset.data().to_owned()),
+        cast(&dataset.targets().to_owned()),
+    )
 }

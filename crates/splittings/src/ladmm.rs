@@ -23,7 +23,10 @@ pub struct Block<T: Scalar> {
 impl<T: Scalar> Block<T> {
     /// Creates the term `g(K x)` with `K = operator` and `g` given by `prox`.
     pub fn new(operator: impl Operator<T> + 'static, prox: impl Prox<T> + 'static) -> Self {
-        Self { operator: Box::new(operator), prox: Box::new(prox) }
+        Self {
+            operator: Box::new(operator),
+            prox: Box::new(prox),
+        }
     }
 
     /// Returns the operator `K`.
@@ -219,7 +222,10 @@ impl<T: Scalar> LinearizedAdmm<T> {
 
     /// Re-estimates `‖K‖₂` and sets `β` by the step rule.
     fn refresh_steps(&mut self) -> Result<()> {
-        let stacked = StackedOperator::new(self.blocks.iter().map(|b| &*b.operator).collect(), self.primal_dim);
+        let stacked = StackedOperator::new(
+            self.blocks.iter().map(|b| &*b.operator).collect(),
+            self.primal_dim,
+        );
         let (norm, vector) = match self.power_vector.take() {
             Some(start) => power_iteration_from(&stacked, start, NORM_MAX_ITERS, NORM_REL_TOL),
             None => power_iteration(&stacked, NORM_MAX_ITERS, NORM_REL_TOL, 0),
@@ -227,7 +233,9 @@ impl<T: Scalar> LinearizedAdmm<T> {
         if !norm.is_finite() {
             return Err(Error::Numerical {
                 what: "estimate of ||K||_2 for linearized ADMM".into(),
-                reason: format!("power iteration returned {norm}; check the operators for non-finite entries"),
+                reason: format!(
+                    "power iteration returned {norm}; check the operators for non-finite entries"
+                ),
             });
         }
         self.power_vector = Some(vector);
@@ -335,21 +343,33 @@ impl<T: Scalar> Parameterized<T> for LinearizedAdmm<T> {
         let (b, local) = self.locate_param(index);
         let block = &self.blocks[b];
         let op_count = block.operator.param_count();
-        if local < op_count { block.operator.param_info(local) } else { block.prox.param_info(local - op_count) }
+        if local < op_count {
+            block.operator.param_info(local)
+        } else {
+            block.prox.param_info(local - op_count)
+        }
     }
 
     fn param(&self, index: usize) -> MatRef<'_, T> {
         let (b, local) = self.locate_param(index);
         let block = &self.blocks[b];
         let op_count = block.operator.param_count();
-        if local < op_count { block.operator.param(local) } else { block.prox.param(local - op_count) }
+        if local < op_count {
+            block.operator.param(local)
+        } else {
+            block.prox.param(local - op_count)
+        }
     }
 
     fn param_mut(&mut self, index: usize) -> MatMut<'_, T> {
         let (b, local) = self.locate_param(index);
         let block = &mut self.blocks[b];
         let op_count = block.operator.param_count();
-        if local < op_count { block.operator.param_mut(local) } else { block.prox.param_mut(local - op_count) }
+        if local < op_count {
+            block.operator.param_mut(local)
+        } else {
+            block.prox.param_mut(local - op_count)
+        }
     }
 
     fn after_param_update(&mut self) -> Result<()> {
@@ -413,7 +433,14 @@ impl<T: Scalar> Splitting for LinearizedAdmm<T> {
         self.scratch(batch, par, STEP_TEMPS)
     }
 
-    fn step(&self, z_next: MatMut<'_, T>, z: MatRef<'_, T>, data: MatRef<'_, T>, par: Par, stack: &mut MemStack) {
+    fn step(
+        &self,
+        z_next: MatMut<'_, T>,
+        z: MatRef<'_, T>,
+        data: MatRef<'_, T>,
+        par: Par,
+        stack: &mut MemStack,
+    ) {
         let batch = z.ncols();
         let n = self.primal_dim;
         let (alpha, beta, lambda) = (self.alpha, self.beta, self.lambda);
@@ -437,7 +464,9 @@ impl<T: Scalar> Splitting for LinearizedAdmm<T> {
             let mut v = v.as_mat_mut();
 
             // Kx and the prox argument v = p + λ(ν + α(Kx − p)).
-            block.operator.apply(kx.rb_mut(), Accum::Replace, one, x, par, stack);
+            block
+                .operator
+                .apply(kx.rb_mut(), Accum::Replace, one, x, par, stack);
             faer::zip!(v.rb_mut(), p, nu, kx.rb())
                 .for_each(|faer::unzip!(v, p, nu, kx)| *v = *p + lambda * (*nu + alpha * (*kx - *p)));
 
@@ -449,7 +478,9 @@ impl<T: Scalar> Splitting for LinearizedAdmm<T> {
 
             // x⁺ −= β Kᵀ(2ν⁺ − ν), with v reused for 2ν⁺ − ν.
             faer::zip!(v.rb_mut(), nu_next.rb(), nu).for_each(|faer::unzip!(w, nn, nu)| *w = two * *nn - *nu);
-            block.operator.apply_adjoint(x_next.rb_mut(), Accum::Add, -beta, v.rb(), par, stack);
+            block
+                .operator
+                .apply_adjoint(x_next.rb_mut(), Accum::Add, -beta, v.rb(), par, stack);
         }
     }
 
@@ -518,7 +549,9 @@ impl<T: Scalar> Splitting for LinearizedAdmm<T> {
             let mut v_bar = v_bar.as_mat_mut();
 
             // Recompute the forward quantities of this block.
-            block.operator.apply(kx.rb_mut(), Accum::Replace, one, x, par, stack);
+            block
+                .operator
+                .apply(kx.rb_mut(), Accum::Replace, one, x, par, stack);
             faer::zip!(v.rb_mut(), p, nu, kx.rb())
                 .for_each(|faer::unzip!(v, p, nu, kx)| *v = *p + lambda * (*nu + alpha * (*kx - *p)));
             block.prox.prox(p_next.rb_mut(), v.rb(), lambda, data);
@@ -526,8 +559,12 @@ impl<T: Scalar> Splitting for LinearizedAdmm<T> {
                 .for_each(|faer::unzip!(w, nu, kx, pn)| *w = *nu + two * alpha * (*kx - *pn));
 
             // x⁺ = x − β Kᵀ w: the parameter term and w̄ = −β K x̄⁺.
-            block.operator.accumulate_grad_adjoint(op_grads, -beta, x_next_bar, w.rb(), par);
-            block.operator.apply(w_bar.rb_mut(), Accum::Replace, -beta, x_next_bar, par, stack);
+            block
+                .operator
+                .accumulate_grad_adjoint(op_grads, -beta, x_next_bar, w.rb(), par);
+            block
+                .operator
+                .apply(w_bar.rb_mut(), Accum::Replace, -beta, x_next_bar, par, stack);
 
             // w = 2ν⁺ − ν and ν⁺ = ν + α(Kx − p⁺): total cotangents on ν⁺ and p⁺.
             faer::zip!(nu_next_total.rb_mut(), nu_next_bar, w_bar.rb())
@@ -536,8 +573,12 @@ impl<T: Scalar> Splitting for LinearizedAdmm<T> {
                 .for_each(|faer::unzip!(t, c, nt)| *t = *c - alpha * *nt);
 
             // p⁺ = prox(v).
-            block.prox.prox_vjp(v_bar.rb_mut(), v.rb(), lambda, data, p_next_total.rb());
-            block.prox.accumulate_grad(prox_grads, v.rb(), lambda, data, p_next_total.rb());
+            block
+                .prox
+                .prox_vjp(v_bar.rb_mut(), v.rb(), lambda, data, p_next_total.rb());
+            block
+                .prox
+                .accumulate_grad(prox_grads, v.rb(), lambda, data, p_next_total.rb());
 
             // v = (1 − λα) p + λ ν + λα Kx and ν⁺: the cotangent on Kx, stored in kx.
             faer::zip!(kx.rb_mut(), nu_next_total.rb(), v_bar.rb())
@@ -545,7 +586,9 @@ impl<T: Scalar> Splitting for LinearizedAdmm<T> {
             block.operator.accumulate_grad(op_grads, one, kx.rb(), x, par);
 
             if let (Some(xb), Some(rb)) = (x_bar.as_mut(), rest_bar.as_mut()) {
-                block.operator.apply_adjoint(xb.rb_mut(), Accum::Add, one, kx.rb(), par, stack);
+                block
+                    .operator
+                    .apply_adjoint(xb.rb_mut(), Accum::Add, one, kx.rb(), par, stack);
                 let local = rb.rb_mut().subrows_mut(offset - n, 2 * r);
                 let (mut p_bar, mut nu_bar) = local.split_at_row_mut(r);
                 let keep = one - lambda * alpha;

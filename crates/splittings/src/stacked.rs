@@ -16,7 +16,11 @@ impl<'a, T: Scalar> StackedOperator<'a, T> {
     /// If a part's input dimension differs from `ncols`.
     pub fn new(parts: Vec<&'a dyn Operator<T>>, ncols: usize) -> Self {
         for part in &parts {
-            assert_eq!(part.ncols(), ncols, "stacked operators must share one input dimension");
+            assert_eq!(
+                part.ncols(),
+                ncols,
+                "stacked operators must share one input dimension"
+            );
         }
         Self { parts, ncols }
     }
@@ -34,10 +38,24 @@ impl<T: Scalar> Operator<T> for StackedOperator<'_, T> {
     }
 
     fn apply_scratch(&self, batch: usize, par: Par) -> StackReq {
-        StackReq::any_of(&self.parts.iter().map(|p| p.apply_scratch(batch, par)).collect::<Vec<_>>())
+        StackReq::any_of(
+            &self
+                .parts
+                .iter()
+                .map(|p| p.apply_scratch(batch, par))
+                .collect::<Vec<_>>(),
+        )
     }
 
-    fn apply(&self, out: MatMut<'_, T>, accum: Accum, alpha: T, x: MatRef<'_, T>, par: Par, stack: &mut MemStack) {
+    fn apply(
+        &self,
+        out: MatMut<'_, T>,
+        accum: Accum,
+        alpha: T,
+        x: MatRef<'_, T>,
+        par: Par,
+        stack: &mut MemStack,
+    ) {
         let mut rest = out;
         for part in &self.parts {
             let (head, tail) = rest.split_at_row_mut(part.nrows());
@@ -59,7 +77,14 @@ impl<T: Scalar> Operator<T> for StackedOperator<'_, T> {
         for (i, part) in self.parts.iter().enumerate() {
             let rows = part.nrows();
             let part_accum = if i == 0 { accum } else { Accum::Add };
-            part.apply_adjoint(out.as_mut(), part_accum, alpha, y.subrows(offset, rows), par, stack);
+            part.apply_adjoint(
+                out.as_mut(),
+                part_accum,
+                alpha,
+                y.subrows(offset, rows),
+                par,
+                stack,
+            );
             offset += rows;
         }
     }

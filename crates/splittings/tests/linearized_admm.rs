@@ -17,9 +17,16 @@ fn sparse_model(theta: Mat<f64>, a: Mat<f64>, beta_scale: f64) -> LinearizedAdmm
     let n = a.ncols();
     let m = a.nrows();
     let a_norm = a.as_ref().singular_values().unwrap()[0];
-    let steps = LadmmSteps { alpha: 0.5, beta: beta_scale / (1.0 + a_norm), lambda: 1.0 };
+    let steps = LadmmSteps {
+        alpha: 0.5,
+        beta: beta_scale / (1.0 + a_norm),
+        lambda: 1.0,
+    };
     let blocks = vec![
-        Block::new(LearnableDense::new("theta", theta).unwrap(), L1Norm::new(1.0).unwrap()),
+        Block::new(
+            LearnableDense::new("theta", theta).unwrap(),
+            L1Norm::new(1.0).unwrap(),
+        ),
         Block::new(Dense::new(a).unwrap(), IndicatorPoint::from_data(0, m).unwrap()),
     ];
     LinearizedAdmm::new(n, m, blocks, steps).unwrap()

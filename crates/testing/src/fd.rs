@@ -26,7 +26,10 @@ pub struct FdOptions {
 
 impl Default for FdOptions {
     fn default() -> Self {
-        Self { eps: 1e-6, kink_tol: 1e-3 }
+        Self {
+            eps: 1e-6,
+            kink_tol: 1e-3,
+        }
     }
 }
 
@@ -66,11 +69,25 @@ struct Accumulator {
 
 impl Accumulator {
     fn new() -> Self {
-        Self { check: GradientCheck::default(), diff_sq: 0.0, analytic_sq: 0.0, fd_sq: 0.0, worst_error: -1.0 }
+        Self {
+            check: GradientCheck::default(),
+            diff_sq: 0.0,
+            analytic_sq: 0.0,
+            fd_sq: 0.0,
+            worst_error: -1.0,
+        }
     }
 
     /// Records one coordinate from the loss values at `u − ε`, `u` and `u + ε`.
-    fn record(&mut self, label: impl FnOnce() -> String, minus: f64, center: f64, plus: f64, analytic: f64, opts: &FdOptions) {
+    fn record(
+        &mut self,
+        label: impl FnOnce() -> String,
+        minus: f64,
+        center: f64,
+        plus: f64,
+        analytic: f64,
+        opts: &FdOptions,
+    ) {
         let forward = (plus - center) / opts.eps;
         let backward = (center - minus) / opts.eps;
         let scale = forward.abs().max(backward.abs()).max(1e-8);
@@ -93,7 +110,11 @@ impl Accumulator {
 
     fn finish(mut self) -> GradientCheck {
         let denom = self.analytic_sq.max(self.fd_sq).sqrt();
-        self.check.rel_error = if denom > 0.0 { self.diff_sq.sqrt() / denom } else { 0.0 };
+        self.check.rel_error = if denom > 0.0 {
+            self.diff_sq.sqrt() / denom
+        } else {
+            0.0
+        };
         self.check.fd_norm = self.fd_sq.sqrt();
         self.check
     }
@@ -110,7 +131,12 @@ fn inner(a: MatRef<'_, f64>, b: MatRef<'_, f64>) -> f64 {
 }
 
 /// Returns `⟨cotangent, T(z; data)⟩`.
-fn step_loss<S: Splitting<Real = f64>>(s: &S, z: MatRef<'_, f64>, data: MatRef<'_, f64>, cotangent: MatRef<'_, f64>) -> f64 {
+fn step_loss<S: Splitting<Real = f64>>(
+    s: &S,
+    z: MatRef<'_, f64>,
+    data: MatRef<'_, f64>,
+    cotangent: MatRef<'_, f64>,
+) -> f64 {
     let mut out = Mat::zeros(z.nrows(), z.ncols());
     let mut buffer = MemBuffer::new(s.step_scratch(z.ncols(), Par::Seq));
     s.step(out.as_mut(), z, data, Par::Seq, MemStack::new(&mut buffer));
@@ -127,10 +153,20 @@ pub fn check_step_vjp_state<S: Splitting<Real = f64>>(
     opts: &FdOptions,
 ) -> GradientCheck {
     let mut z_bar = Mat::zeros(z.nrows(), z.ncols());
-    let mut grads: Vec<Mat<f64>> =
-        (0..s.param_count()).map(|i| s.param_info(i)).map(|p| Mat::zeros(p.nrows, p.ncols)).collect();
+    let mut grads: Vec<Mat<f64>> = (0..s.param_count())
+        .map(|i| s.param_info(i))
+        .map(|p| Mat::zeros(p.nrows, p.ncols))
+        .collect();
     let mut buffer = MemBuffer::new(s.step_vjp_scratch(z.ncols(), Par::Seq));
-    s.step_vjp(Some(z_bar.as_mut()), z, data, cotangent, &mut grads, Par::Seq, MemStack::new(&mut buffer));
+    s.step_vjp(
+        Some(z_bar.as_mut()),
+        z,
+        data,
+        cotangent,
+        &mut grads,
+        Par::Seq,
+        MemStack::new(&mut buffer),
+    );
 
     let center = step_loss(s, z, data, cotangent);
     let mut acc = Accumulator::new();
@@ -143,7 +179,14 @@ pub fn check_step_vjp_state<S: Splitting<Real = f64>>(
             point[(i, j)] = original - opts.eps;
             let minus = step_loss(s, point.as_ref(), data, cotangent);
             point[(i, j)] = original;
-            acc.record(|| format!("state entry ({i}, {j})"), minus, center, plus, z_bar[(i, j)], opts);
+            acc.record(
+                || format!("state entry ({i}, {j})"),
+                minus,
+                center,
+                plus,
+                z_bar[(i, j)],
+                opts,
+            );
         }
     }
     acc.finish()
@@ -163,10 +206,20 @@ pub fn check_step_vjp_params<S: Splitting<Real = f64>>(
     cotangent: MatRef<'_, f64>,
     opts: &FdOptions,
 ) -> GradientCheck {
-    let mut grads: Vec<Mat<f64>> =
-        (0..s.param_count()).map(|i| s.param_info(i)).map(|p| Mat::zeros(p.nrows, p.ncols)).collect();
+    let mut grads: Vec<Mat<f64>> = (0..s.param_count())
+        .map(|i| s.param_info(i))
+        .map(|p| Mat::zeros(p.nrows, p.ncols))
+        .collect();
     let mut buffer = MemBuffer::new(s.step_vjp_scratch(z.ncols(), Par::Seq));
-    s.step_vjp(None, z, data, cotangent, &mut grads, Par::Seq, MemStack::new(&mut buffer));
+    s.step_vjp(
+        None,
+        z,
+        data,
+        cotangent,
+        &mut grads,
+        Par::Seq,
+        MemStack::new(&mut buffer),
+    );
 
     let center = step_loss(s, z, data, cotangent);
     let mut acc = Accumulator::new();
@@ -180,7 +233,14 @@ pub fn check_step_vjp_params<S: Splitting<Real = f64>>(
                 s.param_mut(p)[(i, j)] = original - opts.eps;
                 let minus = step_loss(s, z, data, cotangent);
                 s.param_mut(p)[(i, j)] = original;
-                acc.record(|| format!("parameter '{name}' entry ({i}, {j})"), minus, center, plus, grad[(i, j)], opts);
+                acc.record(
+                    || format!("parameter '{name}' entry ({i}, {j})"),
+                    minus,
+                    center,
+                    plus,
+                    grad[(i, j)],
+                    opts,
+                );
             }
         }
     }
@@ -215,7 +275,14 @@ pub fn check_prox_vjp<P: Prox<f64> + ?Sized>(
             point[(i, j)] = original - opts.eps;
             let minus = value(point.as_ref());
             point[(i, j)] = original;
-            acc.record(|| format!("input entry ({i}, {j})"), minus, center, plus, v_bar[(i, j)], opts);
+            acc.record(
+                || format!("input entry ({i}, {j})"),
+                minus,
+                center,
+                plus,
+                v_bar[(i, j)],
+                opts,
+            );
         }
     }
     acc.finish()
@@ -241,8 +308,10 @@ pub fn check_operator_grads<O: Operator<f64>>(
         op.apply_adjoint(kty.as_mut(), Accum::Replace, 1.0, y, Par::Seq, stack);
         inner(g, kx.as_ref()) + inner(h, kty.as_ref())
     };
-    let mut grads: Vec<Mat<f64>> =
-        (0..op.param_count()).map(|i| op.param_info(i)).map(|p| Mat::zeros(p.nrows, p.ncols)).collect();
+    let mut grads: Vec<Mat<f64>> = (0..op.param_count())
+        .map(|i| op.param_info(i))
+        .map(|p| Mat::zeros(p.nrows, p.ncols))
+        .collect();
     op.accumulate_grad(&mut grads, 1.0, g, x, Par::Seq);
     op.accumulate_grad_adjoint(&mut grads, 1.0, h, y, Par::Seq);
     let center = value(op);
@@ -256,7 +325,14 @@ pub fn check_operator_grads<O: Operator<f64>>(
                 op.param_mut(p)[(i, j)] = original - opts.eps;
                 let minus = value(op);
                 op.param_mut(p)[(i, j)] = original;
-                acc.record(|| format!("parameter {p} entry ({i}, {j})"), minus, center, plus, grad[(i, j)], opts);
+                acc.record(
+                    || format!("parameter {p} entry ({i}, {j})"),
+                    minus,
+                    center,
+                    plus,
+                    grad[(i, j)],
+                    opts,
+                );
             }
         }
     }
@@ -275,11 +351,20 @@ pub fn dot_test<O: Operator<f64> + ?Sized>(op: &O, x: MatRef<'_, f64>, y: MatRef
     let lhs = inner(kx.as_ref(), y);
     let rhs = inner(x, kty.as_ref());
     let scale = lhs.abs().max(rhs.abs());
-    if scale == 0.0 { 0.0 } else { (lhs - rhs).abs() / scale }
+    if scale == 0.0 {
+        0.0
+    } else {
+        (lhs - rhs).abs() / scale
+    }
 }
 
 /// Writes `out = T(z; data)` with freshly allocated scratch; a convenience for tests.
-pub fn apply_step<S: Splitting<Real = f64>>(s: &S, out: MatMut<'_, f64>, z: MatRef<'_, f64>, data: MatRef<'_, f64>) {
+pub fn apply_step<S: Splitting<Real = f64>>(
+    s: &S,
+    out: MatMut<'_, f64>,
+    z: MatRef<'_, f64>,
+    data: MatRef<'_, f64>,
+) {
     let mut buffer = MemBuffer::new(s.step_scratch(z.ncols(), Par::Seq));
     s.step(out, z, data, Par::Seq, MemStack::new(&mut buffer));
 }

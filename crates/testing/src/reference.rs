@@ -13,7 +13,11 @@ use faer::{Mat, MatRef};
 /// `n` (it returns `None` beyond 200,000 sets), and returns `(x, ‖Θx‖₁)`.
 ///
 /// Returns `None` when no set gives a solution satisfying `‖B y − d‖ ≤ 1e-9 ‖d‖`.
-pub fn analysis_l1_exact(theta: MatRef<'_, f64>, a: MatRef<'_, f64>, d: MatRef<'_, f64>) -> Option<(Mat<f64>, f64)> {
+pub fn analysis_l1_exact(
+    theta: MatRef<'_, f64>,
+    a: MatRef<'_, f64>,
+    d: MatRef<'_, f64>,
+) -> Option<(Mat<f64>, f64)> {
     let n = theta.nrows();
     let m = a.nrows();
     assert_eq!(theta.ncols(), n, "theta must be square");
@@ -114,7 +118,8 @@ mod tests {
         let d = mat![[1.0], [2.0]];
         let theta = Mat::<f64>::identity(2, 2);
         // A has rank 1, so reduce to its first row, which carries the same constraint.
-        let (x, _) = analysis_l1_exact(theta.as_ref(), a.as_ref().subrows(0, 1), d.as_ref().subrows(0, 1)).unwrap();
+        let (x, _) =
+            analysis_l1_exact(theta.as_ref(), a.as_ref().subrows(0, 1), d.as_ref().subrows(0, 1)).unwrap();
         assert!((x[(0, 0)] - 1.0).abs() < 1e-12);
         assert!(x[(1, 0)].abs() < 1e-12);
     }

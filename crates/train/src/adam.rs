@@ -76,9 +76,17 @@ impl<T: Scalar> Adam<T> {
     pub fn new<P: Parameterized<T> + ?Sized>(config: AdamConfig, model: &P) -> Result<Self> {
         config.validate()?;
         let zeros = || -> Vec<Mat<T>> {
-            (0..model.param_count()).map(|i| model.param_info(i)).map(|p| Mat::zeros(p.nrows, p.ncols)).collect()
+            (0..model.param_count())
+                .map(|i| model.param_info(i))
+                .map(|p| Mat::zeros(p.nrows, p.ncols))
+                .collect()
         };
-        Ok(Self { config, first_moment: zeros(), second_moment: zeros(), steps: 0 })
+        Ok(Self {
+            config,
+            first_moment: zeros(),
+            second_moment: zeros(),
+            steps: 0,
+        })
     }
 
     /// Returns the settings.
@@ -113,7 +121,11 @@ impl<T: Scalar> Adam<T> {
             return Err(Error::ShapeMismatch {
                 what: "gradient list".into(),
                 expected: format!("{} parameters (the model's)", model.param_count()),
-                found: format!("{} gradients and {} optimizer moments", grads.tensors().len(), self.first_moment.len()),
+                found: format!(
+                    "{} gradients and {} optimizer moments",
+                    grads.tensors().len(),
+                    self.first_moment.len()
+                ),
             });
         }
         grads.check_finite()?;
@@ -140,14 +152,14 @@ impl<T: Scalar> Adam<T> {
                     if c.decoupled_weight_decay {
                         param[(row, col)] = theta - lr * decay * theta;
                     } else {
-                        g = g + decay * theta;
+                        g += decay * theta;
                     }
                     let m_new = beta1 * m[(row, col)] + (T::one() - beta1) * g;
                     let v_new = beta2 * v[(row, col)] + (T::one() - beta2) * g * g;
                     m[(row, col)] = m_new;
                     v[(row, col)] = v_new;
                     let denom = v_new.sqrt() / correction2_sqrt + eps;
-                    param[(row, col)] = param[(row, col)] - step_size * m_new / denom;
+                    param[(row, col)] -= step_size * m_new / denom;
                 }
             }
         }
@@ -170,7 +182,11 @@ mod tests {
             1
         }
         fn param_info(&self, _: usize) -> ParamInfo {
-            ParamInfo { name: "w".into(), nrows: 2, ncols: 1 }
+            ParamInfo {
+                name: "w".into(),
+                nrows: 2,
+                ncols: 1,
+            }
         }
         fn param(&self, _: usize) -> MatRef<'_, f64> {
             self.w.as_ref()
@@ -183,8 +199,13 @@ mod tests {
     #[test]
     fn first_step_moves_by_learning_rate() {
         // With bias correction the first Adam step is lr · sign(g) (up to eps).
-        let mut model = Quadratic { w: Mat::from_fn(2, 1, |i, _| i as f64) };
-        let config = AdamConfig { learning_rate: 0.1, ..AdamConfig::default() };
+        let mut model = Quadratic {
+            w: Mat::from_fn(2, 1, |i, _| i as f64),
+        };
+        let config = AdamConfig {
+            learning_rate: 0.1,
+            ..AdamConfig::default()
+        };
         let mut adam = Adam::new(config, &model).unwrap();
         let mut grads = Gradients::zeros_for(&model);
         grads.tensors_mut()[0][(0, 0)] = 3.0;
@@ -199,12 +220,15 @@ mod tests {
         // f(w) = ½‖w − c‖², gradient w − c.
         let c = [2.0, -3.0];
         let mut model = Quadratic { w: Mat::zeros(2, 1) };
-        let config = AdamConfig { learning_rate: 0.05, ..AdamConfig::default() };
+        let config = AdamConfig {
+            learning_rate: 0.05,
+            ..AdamConfig::default()
+        };
         let mut adam = Adam::new(config, &model).unwrap();
         let mut grads = Gradients::zeros_for(&model);
         for _ in 0..2000 {
-            for i in 0..2 {
-                grads.tensors_mut()[0][(i, 0)] = model.w[(i, 0)] - c[i];
+            for (i, target) in c.iter().enumerate() {
+                grads.tensors_mut()[0][(i, 0)] = model.w[(i, 0)] - target;
             }
             adam.step(&mut model, &grads).unwrap();
         }
@@ -215,8 +239,14 @@ mod tests {
     #[test]
     fn coupled_weight_decay_enters_the_gradient() {
         // A zero gradient with weight decay 1 acts as gradient w: the first step is −lr·sign(w).
-        let mut model = Quadratic { w: Mat::from_fn(2, 1, |i, _| 1.0 + i as f64) };
-        let config = AdamConfig { learning_rate: 0.1, weight_decay: 1.0, ..AdamConfig::default() };
+        let mut model = Quadratic {
+            w: Mat::from_fn(2, 1, |i, _| 1.0 + i as f64),
+        };
+        let config = AdamConfig {
+            learning_rate: 0.1,
+            weight_decay: 1.0,
+            ..AdamConfig::default()
+        };
         let mut adam = Adam::new(config, &model).unwrap();
         let grads = Gradients::zeros_for(&model);
         adam.step(&mut model, &grads).unwrap();
@@ -231,7 +261,10 @@ mod tests {
         let mut grads = Gradients::zeros_for(&model);
         grads.tensors_mut()[0][(1, 0)] = f64::NAN;
         let err = adam.step(&mut model, &grads).unwrap_err();
-        assert!(matches!(err, Error::NonFiniteGradient { ref param, row: 1, .. } if param == "w"), "{err}");
+        assert!(
+            matches!(err, Error::NonFiniteGradient { ref param, row: 1, .. } if param == "w"),
+            "{err}"
+        );
         assert_eq!(model.w[(1, 0)], 0.0);
         assert_eq!(adam.steps(), 0);
     }
@@ -240,12 +273,27 @@ mod tests {
     fn invalid_config_rejected() {
         let model = Quadratic { w: Mat::zeros(2, 1) };
         for config in [
-            AdamConfig { learning_rate: 0.0, ..AdamConfig::default() },
-            AdamConfig { learning_rate: f64::NAN, ..AdamConfig::default() },
-            AdamConfig { beta1: 1.0, ..AdamConfig::default() },
-            AdamConfig { weight_decay: -1.0, ..AdamConfig::default() },
+            AdamConfig {
+                learning_rate: 0.0,
+                ..AdamConfig::default()
+            },
+            AdamConfig {
+                learning_rate: f64::NAN,
+                ..AdamConfig::default()
+            },
+            AdamConfig {
+                beta1: 1.0,
+                ..AdamConfig::default()
+            },
+            AdamConfig {
+                weight_decay: -1.0,
+                ..AdamConfig::default()
+            },
         ] {
-            assert!(matches!(Adam::<f64>::new(config, &model), Err(Error::InvalidParameter { .. })));
+            assert!(matches!(
+                Adam::<f64>::new(config, &model),
+                Err(Error::InvalidParameter { .. })
+            ));
         }
     }
 }

@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use faer::{Mat, MatRef};
 use optlayer_core::{
-    Error, FixedPointJfb, ForwardOptions, Gradients, OptLayer, Result, SampleReport, Scalar, Splitting, Status,
-    mse, mse_loss,
+    Error, FixedPointJfb, ForwardOptions, Gradients, OptLayer, Result, SampleReport, Scalar, Splitting,
+    Status, mse, mse_loss,
 };
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -134,7 +134,10 @@ pub fn evaluate<T: Scalar, Alg: Splitting<Real = T>>(
     Ok((error, prediction))
 }
 
-fn check_targets<T: Scalar, Alg: Splitting<Real = T>>(layer: &OptLayer<Alg>, dataset: &Dataset<T>) -> Result<()> {
+fn check_targets<T: Scalar, Alg: Splitting<Real = T>>(
+    layer: &OptLayer<Alg>,
+    dataset: &Dataset<T>,
+) -> Result<()> {
     optlayer_core::validate::check_rows(
         "dataset targets",
         dataset.targets(),
@@ -163,7 +166,12 @@ impl<T: Scalar> Trainer<T> {
     pub fn new(config: TrainConfig, optimizer: Adam<T>) -> Result<Self> {
         config.validate()?;
         let rng = ChaCha8Rng::seed_from_u64(config.seed);
-        Ok(Self { config, optimizer, rng, epoch: 0 })
+        Ok(Self {
+            config,
+            optimizer,
+            rng,
+            epoch: 0,
+        })
     }
 
     /// Returns the settings.

@@ -40,7 +40,15 @@ impl<T: Scalar> Operator<T> for Dense<T> {
         self.matrix.ncols()
     }
 
-    fn apply(&self, out: MatMut<'_, T>, accum: Accum, alpha: T, x: MatRef<'_, T>, par: Par, _stack: &mut MemStack) {
+    fn apply(
+        &self,
+        out: MatMut<'_, T>,
+        accum: Accum,
+        alpha: T,
+        x: MatRef<'_, T>,
+        par: Par,
+        _stack: &mut MemStack,
+    ) {
         dense_apply(out, accum, alpha, self.matrix.as_ref(), x, par);
     }
 

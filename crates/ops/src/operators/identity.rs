@@ -26,14 +26,30 @@ impl<T: Scalar> Operator<T> for Identity {
         self.dim
     }
 
-    fn apply(&self, out: MatMut<'_, T>, accum: Accum, alpha: T, x: MatRef<'_, T>, _par: Par, _stack: &mut MemStack) {
+    fn apply(
+        &self,
+        out: MatMut<'_, T>,
+        accum: Accum,
+        alpha: T,
+        x: MatRef<'_, T>,
+        _par: Par,
+        _stack: &mut MemStack,
+    ) {
         match accum {
             Accum::Replace => faer::zip!(out, x).for_each(|faer::unzip!(o, x)| *o = alpha * *x),
-            Accum::Add => faer::zip!(out, x).for_each(|faer::unzip!(o, x)| *o = *o + alpha * *x),
+            Accum::Add => faer::zip!(out, x).for_each(|faer::unzip!(o, x)| *o += alpha * *x),
         }
     }
 
-    fn apply_adjoint(&self, out: MatMut<'_, T>, accum: Accum, alpha: T, y: MatRef<'_, T>, par: Par, stack: &mut MemStack) {
+    fn apply_adjoint(
+        &self,
+        out: MatMut<'_, T>,
+        accum: Accum,
+        alpha: T,
+        y: MatRef<'_, T>,
+        par: Par,
+        stack: &mut MemStack,
+    ) {
         self.apply(out, accum, alpha, y, par, stack);
     }
 }

@@ -2,7 +2,9 @@ use faer::dyn_stack::MemStack;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatMut, MatRef, Par};
 use optlayer_core::validate::{check_finite, check_nonempty};
-use optlayer_core::{Error, Operator, ParamInfo, Parameterized, Result, Scalar, power_iteration, power_iteration_from};
+use optlayer_core::{
+    Error, Operator, ParamInfo, Parameterized, Result, Scalar, power_iteration, power_iteration_from,
+};
 
 use super::dense_apply;
 
@@ -29,7 +31,10 @@ impl Normalization {
     /// Unit spectral norm with 300 power iterations at most and a relative
     /// tolerance of 1e-9.
     pub fn unit_spectral_norm() -> Self {
-        Normalization::UnitSpectralNorm { max_iters: 300, rel_tol: 1e-9 }
+        Normalization::UnitSpectralNorm {
+            max_iters: 300,
+            rel_tol: 1e-9,
+        }
     }
 }
 
@@ -56,7 +61,12 @@ impl<T: Scalar> LearnableDense<T> {
         check_nonempty("learnable matrix", matrix.as_ref())?;
         check_nonempty("learnable matrix (transposed)", matrix.as_ref().transpose())?;
         check_finite("learnable matrix", matrix.as_ref())?;
-        Ok(Self { name: name.into(), matrix, normalization: Normalization::None, power_vector: None })
+        Ok(Self {
+            name: name.into(),
+            matrix,
+            normalization: Normalization::None,
+            power_vector: None,
+        })
     }
 
     /// Sets the normalization and applies it to the current value.
@@ -99,7 +109,7 @@ impl<T: Scalar> LearnableDense<T> {
             });
         }
         let inv = norm.recip();
-        faer::zip!(self.matrix.as_mut()).for_each(|faer::unzip!(v)| *v = *v * inv);
+        faer::zip!(self.matrix.as_mut()).for_each(|faer::unzip!(v)| *v *= inv);
         self.power_vector = Some(vector);
         Ok(())
     }
@@ -111,17 +121,30 @@ impl<T: Scalar> Parameterized<T> for LearnableDense<T> {
     }
 
     fn param_info(&self, index: usize) -> ParamInfo {
-        assert_eq!(index, 0, "LearnableDense has one parameter, index {index} is out of range");
-        ParamInfo { name: self.name.clone(), nrows: self.matrix.nrows(), ncols: self.matrix.ncols() }
+        assert_eq!(
+            index, 0,
+            "LearnableDense has one parameter, index {index} is out of range"
+        );
+        ParamInfo {
+            name: self.name.clone(),
+            nrows: self.matrix.nrows(),
+            ncols: self.matrix.ncols(),
+        }
     }
 
     fn param(&self, index: usize) -> MatRef<'_, T> {
-        assert_eq!(index, 0, "LearnableDense has one parameter, index {index} is out of range");
+        assert_eq!(
+            index, 0,
+            "LearnableDense has one parameter, index {index} is out of range"
+        );
         self.matrix.as_ref()
     }
 
     fn param_mut(&mut self, index: usize) -> MatMut<'_, T> {
-        assert_eq!(index, 0, "LearnableDense has one parameter, index {index} is out of range");
+        assert_eq!(
+            index, 0,
+            "LearnableDense has one parameter, index {index} is out of range"
+        );
         self.matrix.as_mut()
     }
 
@@ -148,7 +171,15 @@ impl<T: Scalar> Operator<T> for LearnableDense<T> {
         self.matrix.ncols()
     }
 
-    fn apply(&self, out: MatMut<'_, T>, accum: Accum, alpha: T, x: MatRef<'_, T>, par: Par, _stack: &mut MemStack) {
+    fn apply(
+        &self,
+        out: MatMut<'_, T>,
+        accum: Accum,
+        alpha: T,
+        x: MatRef<'_, T>,
+        par: Par,
+        _stack: &mut MemStack,
+    ) {
         dense_apply(out, accum, alpha, self.matrix.as_ref(), x, par);
     }
 
@@ -168,7 +199,14 @@ impl<T: Scalar> Operator<T> for LearnableDense<T> {
         matmul(grads[0].as_mut(), Accum::Add, g, x.transpose(), alpha, par);
     }
 
-    fn accumulate_grad_adjoint(&self, grads: &mut [Mat<T>], alpha: T, h: MatRef<'_, T>, y: MatRef<'_, T>, par: Par) {
+    fn accumulate_grad_adjoint(
+        &self,
+        grads: &mut [Mat<T>],
+        alpha: T,
+        h: MatRef<'_, T>,
+        y: MatRef<'_, T>,
+        par: Par,
+    ) {
         matmul(grads[0].as_mut(), Accum::Add, y, h.transpose(), alpha, par);
     }
 }

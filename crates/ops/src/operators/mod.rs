@@ -11,6 +11,13 @@ use faer::{Accum, MatMut, MatRef, Par};
 use optlayer_core::Scalar;
 
 /// Computes `out = alpha * M x` or `out += alpha * M x` with faer's kernel.
-fn dense_apply<T: Scalar>(out: MatMut<'_, T>, accum: Accum, alpha: T, m: MatRef<'_, T>, x: MatRef<'_, T>, par: Par) {
+fn dense_apply<T: Scalar>(
+    out: MatMut<'_, T>,
+    accum: Accum,
+    alpha: T,
+    m: MatRef<'_, T>,
+    x: MatRef<'_, T>,
+    par: Par,
+) {
     matmul(out, accum, m, x, alpha, par);
 }

@@ -37,7 +37,9 @@ impl<T: Scalar> IndicatorPoint<T> {
                 fix: "pass len of at least 1".into(),
             });
         }
-        Ok(Self { source: PointSource::Data { offset, len } })
+        Ok(Self {
+            source: PointSource::Data { offset, len },
+        })
     }
 
     /// Creates the indicator of `point`, the same for every sample.
@@ -48,7 +50,9 @@ impl<T: Scalar> IndicatorPoint<T> {
         let column = Mat::from_fn(point.len(), 1, |i, _| point[i]);
         check_nonempty("point (transposed)", column.as_ref().transpose())?;
         check_finite("point", column.as_ref())?;
-        Ok(Self { source: PointSource::Fixed(point) })
+        Ok(Self {
+            source: PointSource::Fixed(point),
+        })
     }
 
     /// Returns the source of the point.

@@ -30,7 +30,9 @@ impl<T: Scalar> L1Norm<T> {
     /// When `weight` is negative or not finite.
     pub fn new(weight: T) -> Result<Self> {
         check_nonnegative("l1 weight", weight)?;
-        Ok(Self { weights: Weights::Scalar(weight) })
+        Ok(Self {
+            weights: Weights::Scalar(weight),
+        })
     }
 
     /// Creates `g(x) = Σ_i weights[i] · |x_i|` on vectors of length `weights.len()`.
@@ -39,12 +41,17 @@ impl<T: Scalar> L1Norm<T> {
     /// When the list is empty or an entry is negative or not finite.
     pub fn with_weights(weights: Vec<T>) -> Result<Self> {
         if weights.is_empty() {
-            return Err(Error::Empty { what: "l1 weight list".into(), fix: "pass one weight per entry".into() });
+            return Err(Error::Empty {
+                what: "l1 weight list".into(),
+                fix: "pass one weight per entry".into(),
+            });
         }
         for (i, &w) in weights.iter().enumerate() {
             check_nonnegative(&format!("l1 weight [{i}]"), w)?;
         }
-        Ok(Self { weights: Weights::PerEntry(weights) })
+        Ok(Self {
+            weights: Weights::PerEntry(weights),
+        })
     }
 
     fn threshold(&self, row: usize, gamma: T) -> T {
@@ -101,7 +108,13 @@ impl<T: Scalar> Prox<T> for L1Norm<T> {
         _data: MatRef<'_, T>,
         cotangent: MatRef<'_, T>,
     ) {
-        let pass = |v: T, t: T, c: T| if t == T::zero() || v.abs() > t { c } else { T::zero() };
+        let pass = |v: T, t: T, c: T| {
+            if t == T::zero() || v.abs() > t {
+                c
+            } else {
+                T::zero()
+            }
+        };
         match &self.weights {
             Weights::Scalar(w) => {
                 let t = gamma * *w;
@@ -110,7 +123,8 @@ impl<T: Scalar> Prox<T> for L1Norm<T> {
             Weights::PerEntry(_) => {
                 for col in 0..v.ncols() {
                     for row in 0..v.nrows() {
-                        v_bar[(row, col)] = pass(v[(row, col)], self.threshold(row, gamma), cotangent[(row, col)]);
+                        v_bar[(row, col)] =
+                            pass(v[(row, col)], self.threshold(row, gamma), cotangent[(row, col)]);
                     }
                 }
             }
@@ -134,7 +148,13 @@ mod tests {
         let v = Mat::from_fn(values.len(), 1, |i, _| values[i]);
         let ones = Mat::from_fn(values.len(), 1, |_, _| 1.0);
         let mut out = Mat::zeros(values.len(), 1);
-        prox.prox_vjp(out.as_mut(), v.as_ref(), gamma, Mat::<f64>::zeros(0, 1).as_ref(), ones.as_ref());
+        prox.prox_vjp(
+            out.as_mut(),
+            v.as_ref(),
+            gamma,
+            Mat::<f64>::zeros(0, 1).as_ref(),
+            ones.as_ref(),
+        );
         (0..values.len()).map(|i| out[(i, 0)]).collect()
     }
 
@@ -172,9 +192,15 @@ mod tests {
     #[test]
     fn negative_or_nan_weight_rejected() {
         assert!(matches!(L1Norm::new(-1.0), Err(Error::InvalidParameter { .. })));
-        assert!(matches!(L1Norm::new(f64::NAN), Err(Error::InvalidParameter { .. })));
+        assert!(matches!(
+            L1Norm::new(f64::NAN),
+            Err(Error::InvalidParameter { .. })
+        ));
         let err = L1Norm::with_weights(vec![1.0, -0.1]).unwrap_err();
         assert!(err.to_string().contains("l1 weight [1]"), "{err}");
-        assert!(matches!(L1Norm::<f64>::with_weights(vec![]), Err(Error::Empty { .. })));
+        assert!(matches!(
+            L1Norm::<f64>::with_weights(vec![]),
+            Err(Error::Empty { .. })
+        ));
     }
 }

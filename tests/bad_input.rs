@@ -1,0 +1,247 @@
+//! Invalid input gets a typed error that names the value, never a panic.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{sparse_model, unit_column_matrix};
+use faer::{Mat, mat};
+use optlayer::ops::{Dense, IndicatorPoint, L1Norm, LearnableDense};
+use optlayer::splittings::{Block, LadmmSteps, LinearizedAdmm};
+use optlayer::train::{Adam, AdamConfig, Dataset, TrainConfig, Trainer, npy};
+use optlayer::{Error, ForwardOptions, OptLayer, set_param};
+use optlayer_testing::random::gaussian;
+
+fn small_layer() -> OptLayer<LinearizedAdmm<f64>> {
+    let a = unit_column_matrix(3, 6, 1);
+    OptLayer::new(sparse_model::<f64>(&gaussian(6, 6, 2), &a, true), ForwardOptions::new(50, 1e-6)).unwrap()
+}
+
+fn blocks(n: usize, m: usize) -> Vec<Block<f64>> {
+    vec![
+        Block::new(LearnableDense::new("theta", Mat::identity(n, n)).unwrap(), L1Norm::new(1.0).unwrap()),
+        Block::new(Dense::new(unit_column_matrix(m, n, 3)).unwrap(), IndicatorPoint::from_data(0, m).unwrap()),
+    ]
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("optlayer-bad-input-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn data_with_wrong_row_count() {
+    let error = small_layer().forward(Mat::<f64>::zeros(4, 2).as_ref()).unwrap_err();
+    assert!(matches!(error, Error::ShapeMismatch { .. }), "{error}");
+    let message = error.to_string();
+    assert!(message.contains("data batch"), "{message}");
+    assert!(message.contains("3 rows"), "{message}");
+    assert!(message.contains("4 rows"), "{message}");
+}
+
+#[test]
+fn data_with_nan_or_infinity() {
+    for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        let mut data = Mat::<f64>::zeros(3, 4);
+        data[(1, 2)] = bad;
+        let error = small_layer().forward(data.as_ref()).unwrap_err();
+        match &error {
+            Error::NonFiniteInput { row, col, value, .. } => {
+                assert_eq!((*row, *col), (1, 2));
+                assert_eq!(value.is_nan(), bad.is_nan());
+            }
+            other => panic!("expected NonFiniteInput, got {other}"),
+        }
+        assert!(error.to_string().contains("row 1, column 2"), "{error}");
+    }
+}
+
+#[test]
+fn empty_batch_rejected() {
+    let error = small_layer().forward(Mat::<f64>::zeros(3, 0).as_ref()).unwrap_err();
+    assert!(matches!(error, Error::Empty { .. }), "{error}");
+}
+
+#[test]
+fn non_positive_step_sizes_rejected() {
+    let cases = [
+        ("alpha", LadmmSteps { alpha: 0.0, beta: 0.1, lambda: 1.0 }),
+        ("beta", LadmmSteps { alpha: 0.5, beta: -0.1, lambda: 1.0 }),
+        ("lambda", LadmmSteps { alpha: 0.5, beta: 0.1, lambda: f64::NAN }),
+        ("beta", LadmmSteps { alpha: 0.5, beta: f64::INFINITY, lambda: 1.0 }),
+    ];
+    for (name, steps) in cases {
+        let error = LinearizedAdmm::new(6, 3, blocks(6, 3), steps).map(|_| ()).unwrap_err();
+        match &error {
+            Error::InvalidParameter { name: found, .. } => assert_eq!(found, name),
+            other => panic!("expected InvalidParameter for {name}, got {other}"),
+        }
+        assert!(error.to_string().contains("greater than zero"), "{error}");
+    }
+}
+
+#[test]
+fn operator_with_wrong_input_dimension() {
+    let mut parts = blocks(6, 3);
+    parts[1] = Block::new(Dense::new(unit_column_matrix(3, 5, 4)).unwrap(), IndicatorPoint::from_data(0, 3).unwrap());
+    let steps = LadmmSteps { alpha: 0.5, beta: 0.1, lambda: 1.0 };
+    let error = LinearizedAdmm::new(6, 3, parts, steps).map(|_| ()).unwrap_err();
+    let message = error.to_string();
+    assert!(matches!(error, Error::ShapeMismatch { .. }), "{message}");
+    assert!(message.contains("operator of block 1"), "{message}");
+    assert!(message.contains("6 columns"), "{message}");
+    assert!(message.contains("5 columns"), "{message}");
+}
+
+#[test]
+fn prox_reading_more_data_rows_than_exist() {
+    let mut parts = blocks(6, 3);
+    parts[1] = Block::new(Dense::new(unit_column_matrix(3, 6, 5)).unwrap(), IndicatorPoint::from_data(1, 3).unwrap());
+    let steps = LadmmSteps { alpha: 0.5, beta: 0.1, lambda: 1.0 };
+    let error = LinearizedAdmm::new(6, 3, parts, steps).map(|_| ()).unwrap_err();
+    assert!(error.to_string().contains("at most 3 data rows"), "{error}");
+}
+
+#[test]
+fn prox_with_wrong_dimension() {
+    let mut parts = blocks(6, 3);
+    parts[0] = Block::new(LearnableDense::new("theta", Mat::identity(6, 6)).unwrap(), L1Norm::with_weights(vec![1.0; 5]).unwrap());
+    let steps = LadmmSteps { alpha: 0.5, beta: 0.1, lambda: 1.0 };
+    let error = LinearizedAdmm::new(6, 3, parts, steps).map(|_| ()).unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("prox of block 0"), "{message}");
+    assert!(message.contains("dimension 5"), "{message}");
+}
+
+#[test]
+fn empty_block_list_and_duplicate_names() {
+    let steps = LadmmSteps { alpha: 0.5, beta: 0.1, lambda: 1.0 };
+    let error = LinearizedAdmm::<f64>::new(6, 3, Vec::new(), steps).map(|_| ()).unwrap_err();
+    assert!(matches!(error, Error::Empty { .. }), "{error}");
+
+    let mut parts = blocks(6, 3);
+    parts.push(Block::new(LearnableDense::new("theta", Mat::identity(6, 6)).unwrap(), L1Norm::new(1.0).unwrap()));
+    let error = LinearizedAdmm::new(6, 3, parts, steps).map(|_| ()).unwrap_err();
+    assert!(error.to_string().contains("'theta'"), "{error}");
+}
+
+#[test]
+fn invalid_forward_options() {
+    let layer = small_layer();
+    let data = Mat::<f64>::zeros(3, 1);
+    for (options, name) in [
+        (ForwardOptions::new(0, 1e-6), "max_iters"),
+        (ForwardOptions::new(10, -1.0), "rtol"),
+        (ForwardOptions::new(10, 1e-6).with_atol(f64::NAN), "atol"),
+        (ForwardOptions::new(10, 1e-6).with_threads(0), "threads"),
+    ] {
+        let error = layer.forward_with(data.as_ref(), &options).unwrap_err();
+        match &error {
+            Error::InvalidParameter { name: found, .. } => assert_eq!(found, name),
+            other => panic!("expected InvalidParameter for {name}, got {other}"),
+        }
+    }
+}
+
+#[test]
+fn empty_and_mismatched_datasets() {
+    let error = Dataset::new(Mat::<f64>::zeros(3, 0), Mat::<f64>::zeros(6, 0)).unwrap_err();
+    assert!(matches!(error, Error::Empty { .. }), "{error}");
+
+    let error = Dataset::new(Mat::<f64>::zeros(3, 5), Mat::<f64>::zeros(6, 4)).unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("5 samples"), "{message}");
+    assert!(message.contains("4 samples"), "{message}");
+
+    let mut targets = Mat::<f64>::zeros(6, 5);
+    targets[(2, 3)] = f64::NAN;
+    let error = Dataset::new(Mat::<f64>::zeros(3, 5), targets).unwrap_err();
+    assert!(matches!(error, Error::NonFiniteInput { row: 2, col: 3, .. }), "{error}");
+}
+
+#[test]
+fn dataset_of_wrong_dimension_for_training() {
+    let mut layer = small_layer();
+    let optimizer = Adam::new(AdamConfig::default(), &layer).unwrap();
+    let options = ForwardOptions::new(20, 1e-6);
+    let config = TrainConfig { epochs: 1, batch_size: 2, seed: 0, forward: options.clone(), eval_forward: options };
+    let mut trainer = Trainer::new(config, optimizer).unwrap();
+    let dataset = Dataset::new(Mat::<f64>::zeros(3, 4), Mat::<f64>::zeros(7, 4)).unwrap();
+    let error = trainer.run_epoch(&mut layer, &dataset, None).unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("dataset targets"), "{message}");
+    assert!(message.contains("6 rows"), "{message}");
+}
+
+#[test]
+fn zero_batch_size_rejected() {
+    let layer = small_layer();
+    let optimizer = Adam::new(AdamConfig::default(), &layer).unwrap();
+    let options = ForwardOptions::new(20, 1e-6);
+    let config = TrainConfig { epochs: 1, batch_size: 0, seed: 0, forward: options.clone(), eval_forward: options };
+    let error = Trainer::new(config, optimizer).map(|_| ()).unwrap_err();
+    assert!(error.to_string().contains("batch size"), "{error}");
+}
+
+#[test]
+fn set_param_wrong_shape_or_name() {
+    let mut layer = small_layer();
+    let error = set_param(&mut layer, "theta", Mat::<f64>::zeros(5, 6).as_ref()).unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("6 x 6"), "{message}");
+    assert!(message.contains("5 x 6"), "{message}");
+    let error = set_param(&mut layer, "phi", Mat::<f64>::zeros(6, 6).as_ref()).unwrap_err();
+    assert!(matches!(error, Error::UnknownParameter { .. }), "{error}");
+    assert!(error.to_string().contains("theta"), "{error}");
+    let mut bad = Mat::<f64>::identity(6, 6);
+    bad[(0, 0)] = f64::INFINITY;
+    let error = set_param(&mut layer, "theta", bad.as_ref()).unwrap_err();
+    assert!(matches!(error, Error::NonFiniteInput { row: 0, col: 0, .. }), "{error}");
+}
+
+#[test]
+fn missing_npy_file() {
+    let path = temp_dir("missing").join("absent.npy");
+    let error = npy::read_matrix::<f64>(&path).unwrap_err();
+    assert!(matches!(error, Error::Io { .. }), "{error}");
+    assert!(error.to_string().contains("absent.npy"), "{error}");
+}
+
+#[test]
+fn truncated_npy_file() {
+    let dir = temp_dir("truncated");
+    let path = dir.join("theta.npy");
+    npy::write_matrix(&path, mat![[1.0, 2.0], [3.0, 4.0]].as_ref()).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    for keep in [5, 40, bytes.len() - 3] {
+        std::fs::write(&path, &bytes[..keep]).unwrap();
+        let error = npy::read_matrix::<f64>(&path).unwrap_err();
+        assert!(matches!(error, Error::InvalidFile { .. }), "{keep} bytes: {error}");
+        assert!(error.to_string().contains("theta.npy"), "{error}");
+    }
+}
+
+#[test]
+fn wrongly_shaped_npy_file() {
+    let dir = temp_dir("shape");
+    let path = dir.join("theta.npy");
+    npy::write_matrix(&path, Mat::<f64>::zeros(4, 5).as_ref()).unwrap();
+    let error = npy::read_matrix_with_shape::<f64>(&path, 6, 6).unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("6 x 6"), "{message}");
+    assert!(message.contains("4 x 5"), "{message}");
+}
+
+#[test]
+fn dataset_files_of_wrong_dimension() {
+    let dir = temp_dir("dataset");
+    let dataset = Dataset::new(Mat::<f64>::zeros(3, 4), Mat::<f64>::zeros(6, 4)).unwrap();
+    dataset.save(&dir, "train").unwrap();
+    let error = Dataset::<f64>::load(&dir, "train", 3, 7).unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("train_x.npy"), "{message}");
+    assert!(message.contains('7'), "{message}");
+    let error = Dataset::<f64>::load(&dir, "test", 3, 6).unwrap_err();
+    assert!(error.to_string().contains("test_d.npy"), "{error}");
+}
