@@ -14,13 +14,23 @@ use optlayer_testing::random::gaussian;
 
 fn small_layer() -> OptLayer<LinearizedAdmm<f64>> {
     let a = unit_column_matrix(3, 6, 1);
-    OptLayer::new(sparse_model::<f64>(&gaussian(6, 6, 2), &a, true), ForwardOptions::new(50, 1e-6)).unwrap()
+    OptLayer::new(
+        sparse_model::<f64>(&gaussian(6, 6, 2), &a, true),
+        ForwardOptions::new(50, 1e-6),
+    )
+    .unwrap()
 }
 
 fn blocks(n: usize, m: usize) -> Vec<Block<f64>> {
     vec![
-        Block::new(LearnableDense::new("theta", Mat::identity(n, n)).unwrap(), L1Norm::new(1.0).unwrap()),
-        Block::new(Dense::new(unit_column_matrix(m, n, 3)).unwrap(), IndicatorPoint::from_data(0, m).unwrap()),
+        Block::new(
+            LearnableDense::new("theta", Mat::identity(n, n)).unwrap(),
+            L1Norm::new(1.0).unwrap(),
+        ),
+        Block::new(
+            Dense::new(unit_column_matrix(m, n, 3)).unwrap(),
+            IndicatorPoint::from_data(0, m).unwrap(),
+        ),
     ]
 }
 
@@ -32,7 +42,9 @@ fn temp_dir(name: &str) -> PathBuf {
 
 #[test]
 fn data_with_wrong_row_count() {
-    let error = small_layer().forward(Mat::<f64>::zeros(4, 2).as_ref()).unwrap_err();
+    let error = small_layer()
+        .forward(Mat::<f64>::zeros(4, 2).as_ref())
+        .unwrap_err();
     assert!(matches!(error, Error::ShapeMismatch { .. }), "{error}");
     let message = error.to_string();
     assert!(message.contains("data batch"), "{message}");
@@ -59,20 +71,52 @@ fn data_with_nan_or_infinity() {
 
 #[test]
 fn empty_batch_rejected() {
-    let error = small_layer().forward(Mat::<f64>::zeros(3, 0).as_ref()).unwrap_err();
+    let error = small_layer()
+        .forward(Mat::<f64>::zeros(3, 0).as_ref())
+        .unwrap_err();
     assert!(matches!(error, Error::Empty { .. }), "{error}");
 }
 
 #[test]
 fn non_positive_step_sizes_rejected() {
     let cases = [
-        ("alpha", LadmmSteps { alpha: 0.0, beta: 0.1, lambda: 1.0 }),
-        ("beta", LadmmSteps { alpha: 0.5, beta: -0.1, lambda: 1.0 }),
-        ("lambda", LadmmSteps { alpha: 0.5, beta: 0.1, lambda: f64::NAN }),
-        ("beta", LadmmSteps { alpha: 0.5, beta: f64::INFINITY, lambda: 1.0 }),
+        (
+            "alpha",
+            LadmmSteps {
+                alpha: 0.0,
+                beta: 0.1,
+                lambda: 1.0,
+            },
+        ),
+        (
+            "beta",
+            LadmmSteps {
+                alpha: 0.5,
+                beta: -0.1,
+                lambda: 1.0,
+            },
+        ),
+        (
+            "lambda",
+            LadmmSteps {
+                alpha: 0.5,
+                beta: 0.1,
+                lambda: f64::NAN,
+            },
+        ),
+        (
+            "beta",
+            LadmmSteps {
+                alpha: 0.5,
+                beta: f64::INFINITY,
+                lambda: 1.0,
+            },
+        ),
     ];
     for (name, steps) in cases {
-        let error = LinearizedAdmm::new(6, 3, blocks(6, 3), steps).map(|_| ()).unwrap_err();
+        let error = LinearizedAdmm::new(6, 3, blocks(6, 3), steps)
+            .map(|_| ())
+            .unwrap_err();
         match &error {
             Error::InvalidParameter { name: found, .. } => assert_eq!(found, name),
             other => panic!("expected InvalidParameter for {name}, got {other}"),
@@ -84,8 +128,15 @@ fn non_positive_step_sizes_rejected() {
 #[test]
 fn operator_with_wrong_input_dimension() {
     let mut parts = blocks(6, 3);
-    parts[1] = Block::new(Dense::new(unit_column_matrix(3, 5, 4)).unwrap(), IndicatorPoint::from_data(0, 3).unwrap());
-    let steps = LadmmSteps { alpha: 0.5, beta: 0.1, lambda: 1.0 };
+    parts[1] = Block::new(
+        Dense::new(unit_column_matrix(3, 5, 4)).unwrap(),
+        IndicatorPoint::from_data(0, 3).unwrap(),
+    );
+    let steps = LadmmSteps {
+        alpha: 0.5,
+        beta: 0.1,
+        lambda: 1.0,
+    };
     let error = LinearizedAdmm::new(6, 3, parts, steps).map(|_| ()).unwrap_err();
     let message = error.to_string();
     assert!(matches!(error, Error::ShapeMismatch { .. }), "{message}");
@@ -97,8 +148,15 @@ fn operator_with_wrong_input_dimension() {
 #[test]
 fn prox_reading_more_data_rows_than_exist() {
     let mut parts = blocks(6, 3);
-    parts[1] = Block::new(Dense::new(unit_column_matrix(3, 6, 5)).unwrap(), IndicatorPoint::from_data(1, 3).unwrap());
-    let steps = LadmmSteps { alpha: 0.5, beta: 0.1, lambda: 1.0 };
+    parts[1] = Block::new(
+        Dense::new(unit_column_matrix(3, 6, 5)).unwrap(),
+        IndicatorPoint::from_data(1, 3).unwrap(),
+    );
+    let steps = LadmmSteps {
+        alpha: 0.5,
+        beta: 0.1,
+        lambda: 1.0,
+    };
     let error = LinearizedAdmm::new(6, 3, parts, steps).map(|_| ()).unwrap_err();
     assert!(error.to_string().contains("at most 3 data rows"), "{error}");
 }
@@ -106,8 +164,15 @@ fn prox_reading_more_data_rows_than_exist() {
 #[test]
 fn prox_with_wrong_dimension() {
     let mut parts = blocks(6, 3);
-    parts[0] = Block::new(LearnableDense::new("theta", Mat::identity(6, 6)).unwrap(), L1Norm::with_weights(vec![1.0; 5]).unwrap());
-    let steps = LadmmSteps { alpha: 0.5, beta: 0.1, lambda: 1.0 };
+    parts[0] = Block::new(
+        LearnableDense::new("theta", Mat::identity(6, 6)).unwrap(),
+        L1Norm::with_weights(vec![1.0; 5]).unwrap(),
+    );
+    let steps = LadmmSteps {
+        alpha: 0.5,
+        beta: 0.1,
+        lambda: 1.0,
+    };
     let error = LinearizedAdmm::new(6, 3, parts, steps).map(|_| ()).unwrap_err();
     let message = error.to_string();
     assert!(message.contains("prox of block 0"), "{message}");
@@ -116,12 +181,21 @@ fn prox_with_wrong_dimension() {
 
 #[test]
 fn empty_block_list_and_duplicate_names() {
-    let steps = LadmmSteps { alpha: 0.5, beta: 0.1, lambda: 1.0 };
-    let error = LinearizedAdmm::<f64>::new(6, 3, Vec::new(), steps).map(|_| ()).unwrap_err();
+    let steps = LadmmSteps {
+        alpha: 0.5,
+        beta: 0.1,
+        lambda: 1.0,
+    };
+    let error = LinearizedAdmm::<f64>::new(6, 3, Vec::new(), steps)
+        .map(|_| ())
+        .unwrap_err();
     assert!(matches!(error, Error::Empty { .. }), "{error}");
 
     let mut parts = blocks(6, 3);
-    parts.push(Block::new(LearnableDense::new("theta", Mat::identity(6, 6)).unwrap(), L1Norm::new(1.0).unwrap()));
+    parts.push(Block::new(
+        LearnableDense::new("theta", Mat::identity(6, 6)).unwrap(),
+        L1Norm::new(1.0).unwrap(),
+    ));
     let error = LinearizedAdmm::new(6, 3, parts, steps).map(|_| ()).unwrap_err();
     assert!(error.to_string().contains("'theta'"), "{error}");
 }
@@ -157,7 +231,10 @@ fn empty_and_mismatched_datasets() {
     let mut targets = Mat::<f64>::zeros(6, 5);
     targets[(2, 3)] = f64::NAN;
     let error = Dataset::new(Mat::<f64>::zeros(3, 5), targets).unwrap_err();
-    assert!(matches!(error, Error::NonFiniteInput { row: 2, col: 3, .. }), "{error}");
+    assert!(
+        matches!(error, Error::NonFiniteInput { row: 2, col: 3, .. }),
+        "{error}"
+    );
 }
 
 #[test]
@@ -165,7 +242,13 @@ fn dataset_of_wrong_dimension_for_training() {
     let mut layer = small_layer();
     let optimizer = Adam::new(AdamConfig::default(), &layer).unwrap();
     let options = ForwardOptions::new(20, 1e-6);
-    let config = TrainConfig { epochs: 1, batch_size: 2, seed: 0, forward: options.clone(), eval_forward: options };
+    let config = TrainConfig {
+        epochs: 1,
+        batch_size: 2,
+        seed: 0,
+        forward: options.clone(),
+        eval_forward: options,
+    };
     let mut trainer = Trainer::new(config, optimizer).unwrap();
     let dataset = Dataset::new(Mat::<f64>::zeros(3, 4), Mat::<f64>::zeros(7, 4)).unwrap();
     let error = trainer.run_epoch(&mut layer, &dataset, None).unwrap_err();
@@ -179,7 +262,13 @@ fn zero_batch_size_rejected() {
     let layer = small_layer();
     let optimizer = Adam::new(AdamConfig::default(), &layer).unwrap();
     let options = ForwardOptions::new(20, 1e-6);
-    let config = TrainConfig { epochs: 1, batch_size: 0, seed: 0, forward: options.clone(), eval_forward: options };
+    let config = TrainConfig {
+        epochs: 1,
+        batch_size: 0,
+        seed: 0,
+        forward: options.clone(),
+        eval_forward: options,
+    };
     let error = Trainer::new(config, optimizer).map(|_| ()).unwrap_err();
     assert!(error.to_string().contains("batch size"), "{error}");
 }
@@ -197,7 +286,10 @@ fn set_param_wrong_shape_or_name() {
     let mut bad = Mat::<f64>::identity(6, 6);
     bad[(0, 0)] = f64::INFINITY;
     let error = set_param(&mut layer, "theta", bad.as_ref()).unwrap_err();
-    assert!(matches!(error, Error::NonFiniteInput { row: 0, col: 0, .. }), "{error}");
+    assert!(
+        matches!(error, Error::NonFiniteInput { row: 0, col: 0, .. }),
+        "{error}"
+    );
 }
 
 #[test]
@@ -217,7 +309,10 @@ fn truncated_npy_file() {
     for keep in [5, 40, bytes.len() - 3] {
         std::fs::write(&path, &bytes[..keep]).unwrap();
         let error = npy::read_matrix::<f64>(&path).unwrap_err();
-        assert!(matches!(error, Error::InvalidFile { .. }), "{keep} bytes: {error}");
+        assert!(
+            matches!(error, Error::InvalidFile { .. }),
+            "{keep} bytes: {error}"
+        );
         assert!(error.to_string().contains("theta.npy"), "{error}");
     }
 }

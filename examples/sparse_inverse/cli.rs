@@ -122,7 +122,8 @@ pub struct Settings {
     pub precision: Precision,
     pub n: usize,
     pub m: usize,
-    pub r: usize,
+    /// Dictionary size; `None` when the data were read from files.
+    pub r: Option<usize>,
     pub density: f64,
     pub train_samples: usize,
     pub test_samples: usize,
@@ -158,7 +159,7 @@ impl Args {
             precision: self.precision,
             n: self.n.unwrap_or(250),
             m: self.m.unwrap_or(100),
-            r: self.r.unwrap_or(50),
+            r: Some(self.r.unwrap_or(50)),
             density: 0.1,
             train_samples: self.train_samples.unwrap_or(train_samples),
             test_samples: self.test_samples.unwrap_or(1_000),

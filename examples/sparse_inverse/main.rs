@@ -78,7 +78,7 @@ fn load_or_generate(settings: &Settings) -> Result<Problem, Error> {
             let generated = SparseInverseProblem::generate(&SparseInverseConfig {
                 n: settings.n,
                 m: settings.m,
-                r: settings.r,
+                r: settings.r.unwrap_or(50),
                 density: settings.density,
                 train_samples: settings.train_samples,
                 test_samples: settings.test_samples,
@@ -121,15 +121,25 @@ fn log(settings: &Settings, message: impl AsRef<str>) {
 
 fn run<T: Scalar>(settings: &Settings) -> Result<(), Error> {
     let started = Instant::now();
+    let mut settings = settings.clone();
     std::fs::create_dir_all(&settings.out).map_err(|source| Error::Io {
         action: "failed to create the output folder".into(),
         path: settings.out.clone(),
         source,
     })?;
 
-    log(settings, "generating data");
-    let problem = load_or_generate(settings)?;
+    log(&settings, "generating data");
+    let problem = load_or_generate(&settings)?;
     let (m, n) = (problem.a.nrows(), problem.a.ncols());
+    if settings.data_dir.is_some() {
+        // The files define the sizes; record them instead of the defaults.
+        settings.n = n;
+        settings.m = m;
+        settings.r = None;
+        settings.train_samples = problem.train.len();
+        settings.test_samples = problem.test.len();
+    }
+    let settings = &settings;
     save_inputs(settings, &problem)?;
 
     let a_norm = problem

@@ -42,7 +42,7 @@ pub enum Error {
         name: String,
         /// The value that was passed.
         value: f64,
-        /// What the value must satisfy.
+        /// The condition the value must satisfy.
         requirement: String,
     },
 
@@ -51,7 +51,7 @@ pub enum Error {
     Empty {
         /// The empty value.
         what: String,
-        /// What to pass instead.
+        /// The input to pass instead.
         fix: String,
     },
 
@@ -117,7 +117,7 @@ pub enum Error {
     /// Reading or writing a file failed.
     #[error("{action} {path}: {source}")]
     Io {
-        /// What was attempted, e.g. "failed to read".
+        /// The failed action, e.g. "failed to read".
         action: String,
         /// The file.
         path: PathBuf,
@@ -131,7 +131,7 @@ pub enum Error {
     InvalidFile {
         /// The file.
         path: PathBuf,
-        /// What is wrong and, where possible, how to produce a valid file.
+        /// The defect and, where possible, the way to produce a valid file.
         reason: String,
     },
 
@@ -140,7 +140,7 @@ pub enum Error {
     Numerical {
         /// The routine that failed.
         what: String,
-        /// Why it failed and what to change.
+        /// The cause of the failure and the change to make.
         reason: String,
     },
 }

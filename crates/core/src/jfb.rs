@@ -94,7 +94,7 @@ impl<T: Scalar, Alg: Splitting<Real = T>> FixedPointJfb for OptLayer<Alg> {
         };
         let z_next = self.apply_step(forward.state.as_ref(), data, par)?;
         let rows = splitting.primal_rows();
-        let x_next = z_next.as_ref().subrows(rows.start, rows.len()).to_owned();
+        let x_next = splitting.primal(z_next.as_ref()).to_owned();
 
         let mut cotangent = Mat::<T>::zeros(splitting.state_dim(), batch);
         let loss_value = loss(

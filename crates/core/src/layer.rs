@@ -4,7 +4,7 @@ use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::prelude::ReborrowMut;
 use faer::{Mat, MatMut, MatRef, Par};
 
-use crate::columns::{col_diff_norm2, col_norm2, swap_cols};
+use crate::columns::swap_cols;
 use crate::validate::{check_finite, check_nonempty, check_nonnegative, check_rows, check_shape};
 use crate::{Error, ParamInfo, Parameterized, Result, Scalar, Splitting};
 
@@ -80,7 +80,7 @@ impl ForwardOptions {
     }
 }
 
-/// How the iteration of one sample ended.
+/// The outcome of the iteration of one sample.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Status {
     /// The fixed-point residual met the tolerance.
@@ -112,7 +112,7 @@ pub struct SampleReport<T> {
     /// The residual divided by `‖z_k‖` (zero when both are zero, infinite when
     /// only the state is zero).
     pub relative_residual: T,
-    /// How the iteration ended.
+    /// The outcome of the iteration.
     pub status: Status,
 }
 
@@ -326,10 +326,7 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
             }
         }
 
-        let x = final_state
-            .as_ref()
-            .subrows(self.splitting.primal_rows().start, self.splitting.primal_dim())
-            .to_owned();
+        let x = self.splitting.primal(final_state.as_ref()).to_owned();
         Ok(ForwardResult {
             x,
             state: final_state,
@@ -386,11 +383,10 @@ fn iterate_block<T: Scalar, Alg: Splitting<Real = T>>(
         );
         core::mem::swap(&mut z, &mut z_next);
 
-        // z now holds the new iterate and z_next the previous one.
+        // After the swap, z is the new iterate and z_next the previous one.
         let mut j = 0;
         while j < active {
-            let residual = col_diff_norm2(z.as_ref(), z_next.as_ref(), j);
-            let scale = col_norm2(z.as_ref(), j);
+            let (residual, scale) = splitting.fixed_point_residual(z.as_ref(), z_next.as_ref(), j);
             let report = &mut reports[order[j]];
             report.iterations = iteration;
             report.residual = residual;

@@ -95,7 +95,7 @@ pub trait Operator<T: Scalar>: Parameterized<T> + Send + Sync {
         StackReq::EMPTY
     }
 
-    /// Adds `alpha * ∂⟨G, K X⟩/∂params` to `grads`, which holds this
+    /// Adds `alpha * ∂⟨G, K X⟩/∂params` to `grads`, the slice of this
     /// operator's own gradients in parameter order.
     ///
     /// For a dense matrix the gradient is `G Xᵀ`, summed over the batch.

@@ -46,6 +46,32 @@ pub trait Splitting: Parameterized<Self::Real> + Send + Sync {
         0..self.primal_dim()
     }
 
+    /// Returns the primal rows of a state batch.
+    fn primal<'a>(&self, z: MatRef<'a, Self::Real>) -> MatRef<'a, Self::Real> {
+        let rows = self.primal_rows();
+        z.subrows(rows.start, rows.len())
+    }
+
+    /// Returns the fixed-point residual of column `col` and the scale it is
+    /// compared with: the layer stops the sample when
+    /// `residual ≤ max(rtol · scale, atol)`.
+    ///
+    /// The provided method returns `‖z⁺ − z‖₂` and `‖z⁺‖₂` over the whole
+    /// state, computed with scaling so that they stay finite for entries near
+    /// the overflow threshold. A scheme whose state mixes quantities of
+    /// different units can weight them here.
+    fn fixed_point_residual(
+        &self,
+        z_next: MatRef<'_, Self::Real>,
+        z: MatRef<'_, Self::Real>,
+        col: usize,
+    ) -> (Self::Real, Self::Real) {
+        (
+            crate::columns::col_diff_norm2(z_next, z, col),
+            crate::columns::col_norm2(z_next, col),
+        )
+    }
+
     /// Returns the step sizes the next step will use, by name.
     fn step_sizes(&self) -> Vec<(String, f64)>;
 

@@ -17,7 +17,7 @@ pub fn check_shape<T>(what: &str, value: MatRef<'_, T>, nrows: usize, ncols: usi
     Ok(())
 }
 
-/// Checks that `value` has `nrows` rows, where `reason` says where the count comes from.
+/// Checks that `value` has `nrows` rows; `reason` names the source of the count in the message.
 pub fn check_rows<T>(what: &str, value: MatRef<'_, T>, nrows: usize, reason: &str) -> Result<()> {
     if value.nrows() != nrows {
         return Err(Error::ShapeMismatch {

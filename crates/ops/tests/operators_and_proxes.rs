@@ -79,11 +79,23 @@ fn point_prox_reads_its_data_rows() {
     let point = IndicatorPoint::from_data(1, 2).unwrap();
     let data = mat![[9.0, 8.0], [1.0, 2.0], [3.0, 4.0]];
     let mut out = Mat::zeros(2, 2);
-    optlayer_core::Prox::prox(&point, out.as_mut(), Mat::<f64>::zeros(2, 2).as_ref(), 1.0, data.as_ref());
+    optlayer_core::Prox::prox(
+        &point,
+        out.as_mut(),
+        Mat::<f64>::zeros(2, 2).as_ref(),
+        1.0,
+        data.as_ref(),
+    );
     assert_eq!(out, mat![[1.0, 2.0], [3.0, 4.0]]);
 
     let fixed = IndicatorPoint::fixed(vec![5.0, -1.0]).unwrap();
-    optlayer_core::Prox::prox(&fixed, out.as_mut(), Mat::<f64>::zeros(2, 2).as_ref(), 1.0, data.as_ref());
+    optlayer_core::Prox::prox(
+        &fixed,
+        out.as_mut(),
+        Mat::<f64>::zeros(2, 2).as_ref(),
+        1.0,
+        data.as_ref(),
+    );
     assert_eq!(out, mat![[5.0, 5.0], [-1.0, -1.0]]);
 }
 
@@ -94,7 +106,10 @@ fn unit_spectral_norm_matches_svd() {
         .with_normalization(Normalization::unit_spectral_norm())
         .unwrap();
     let sigma = op.matrix().singular_values().unwrap()[0];
-    assert!((sigma - 1.0).abs() < 1e-3, "spectral norm after normalization: {sigma}");
+    assert!(
+        (sigma - 1.0).abs() < 1e-3,
+        "spectral norm after normalization: {sigma}"
+    );
 }
 
 #[test]

@@ -4,9 +4,9 @@
 //! `⟨c, f(u + εe_k) − f(u − εe_k)⟩ / (2ε)` for every coordinate `k`.
 //!
 //! Splittings built from proxes such as soft-thresholding are piecewise
-//! smooth. At a coordinate where the one-sided differences disagree, the
-//! point lies within `ε` of a kink and the central difference is not a
-//! derivative; such coordinates are counted in
+//! smooth. Where the one-sided differences of a coordinate disagree, the
+//! point lies within `ε` of a kink, so the central difference is not a
+//! derivative there. Such coordinates are counted in
 //! [`GradientCheck::skipped_nonsmooth`] and not compared. Tests should assert
 //! that few coordinates were skipped.
 

@@ -1,0 +1,100 @@
+//! The forward iteration loop does not allocate: a forward pass makes the
+//! same number of heap allocations whatever its iteration count. The test
+//! binary counts allocations with a wrapping global allocator, on the test's
+//! own thread only, because the test harness allocates on its main thread
+//! at moments that vary from run to run.
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::{sparse_model, unit_column_matrix};
+use optlayer::{FixedPointJfb, ForwardOptions, Gradients, OptLayer, mse_loss};
+use optlayer_testing::random::gaussian;
+
+struct CountingAllocator;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    // A const-initialized Cell needs no allocation and no destructor, so the
+    // allocator can read it.
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+}
+
+fn count_one() {
+    if COUNTING.with(Cell::get) {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count_one();
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count_one();
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
+
+fn allocations_during(f: impl FnOnce()) -> usize {
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    COUNTING.with(|c| c.set(true));
+    f();
+    COUNTING.with(|c| c.set(false));
+    ALLOCATIONS.load(Ordering::Relaxed) - before
+}
+
+#[test]
+fn forward_allocations_independent_of_iterations() {
+    // One thread, so that all work runs on the counting thread.
+    let (m, n) = (20, 40);
+    let a = unit_column_matrix(m, n, 1);
+    let data = &a * gaussian(n, 16, 2);
+    let target = gaussian(n, 16, 3);
+    let layer = OptLayer::new(
+        sparse_model::<f64>(&gaussian(n, n, 4), &a, true),
+        ForwardOptions::new(10, 0.0),
+    )
+    .unwrap();
+    let mut grads = Gradients::zeros_for(&layer);
+
+    // rtol = 0 and atol = 0 run every sample to the iteration limit.
+    let mut counts = Vec::new();
+    for iterations in [10, 100, 1_000] {
+        let options = ForwardOptions::new(iterations, 0.0);
+        counts.push(allocations_during(|| {
+            let forward = layer.forward_with(data.as_ref(), &options).unwrap();
+            assert_eq!(forward.samples[0].iterations, iterations);
+            layer
+                .jfb_gradient(
+                    &forward,
+                    data.as_ref(),
+                    &mut |x, g| mse_loss(x, target.as_ref(), g),
+                    &mut grads,
+                )
+                .unwrap();
+        }));
+    }
+    assert!(counts[0] > 0);
+    assert_eq!(
+        counts[0], counts[1],
+        "allocations at 10 and 100 iterations: {counts:?}"
+    );
+    assert_eq!(
+        counts[1], counts[2],
+        "allocations at 100 and 1,000 iterations: {counts:?}"
+    );
+}
