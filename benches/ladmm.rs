@@ -1,7 +1,8 @@
 //! Throughput of linearized ADMM on the reference sparse inverse problem
 //! (n = 250, m = 100, Θ of size 250 x 250): one iteration at several batch
-//! sizes in f32 and f64, a 400-iteration forward pass, and one JFB training
-//! step (forward pass, backward step and Adam update) at batch 100.
+//! sizes in f32 and f64, and one JFB training step at batch 100 (a
+//! 400-iteration forward pass, the backward step and the Adam update, which
+//! renormalizes Θ and re-estimates ‖[Θ; A]‖₂), whole and by part.
 //!
 //! Run with `cargo bench --bench ladmm`; the figures are recorded in
 //! docs/benchmarks.md.
@@ -73,6 +74,29 @@ fn bench_training_step<T: Scalar>(c: &mut Criterion, problem: &SparseInverseProb
 
     let mut group = c.benchmark_group(format!("jfb_training_step_{}", T::NAME));
     group.sample_size(10);
+    if threads == 1 {
+        // The parts of a training step, measured alone.
+        group.bench_function("forward_only", |b| {
+            b.iter(|| layer.forward(data.as_ref()).unwrap())
+        });
+        let forward = layer.forward(data.as_ref()).unwrap();
+        group.bench_function("jfb_backward_only", |b| {
+            b.iter(|| {
+                grads.fill_zero();
+                layer
+                    .jfb_gradient(
+                        &forward,
+                        data.as_ref(),
+                        &mut |x, g| mse_loss(x, targets.as_ref(), g),
+                        &mut grads,
+                    )
+                    .unwrap()
+            })
+        });
+        group.bench_function("adam_step_only", |b| {
+            b.iter(|| optimizer.step(&mut layer, &grads).unwrap())
+        });
+    }
     group.bench_function(BenchmarkId::new("batch100_iters400_threads", threads), |b| {
         b.iter(|| {
             let forward = layer.forward(data.as_ref()).unwrap();

@@ -74,7 +74,7 @@ proptest! {
 }
 
 #[test]
-fn jfb_output_is_one_step_from_the_fixed_point() {
+fn jfb_output_one_step_from_fixed_point() {
     let (m, n) = (5, 10);
     let a = unit_column_matrix(m, n, 1);
     let d = &a * gaussian(n, 3, 2);
@@ -112,6 +112,7 @@ fn jfb_gradient_accumulates() {
     )
     .unwrap();
     let forward = layer.forward(d.as_ref()).unwrap();
+
     let mut once = Gradients::zeros_for(&layer);
     layer
         .jfb_gradient(
@@ -121,6 +122,7 @@ fn jfb_gradient_accumulates() {
             &mut once,
         )
         .unwrap();
+
     let mut twice = Gradients::zeros_for(&layer);
     for _ in 0..2 {
         layer
@@ -177,6 +179,7 @@ fn f32_gradient_close_to_f64() {
     let d32 = common::cast::<f32>(&d);
     let target32 = common::cast::<f32>(&target);
     let forward32 = layer32.forward(d32.as_ref()).unwrap();
+
     let mut g64 = Gradients::zeros_for(&layer64);
     let mut g32 = Gradients::zeros_for(&layer32);
     layer64
@@ -195,6 +198,7 @@ fn f32_gradient_close_to_f64() {
             &mut g32,
         )
         .unwrap();
+
     let a64 = &g64.tensors()[0];
     let a32 = Mat::from_fn(n, n, |i, j| f64::from(g32.tensors()[0][(i, j)]));
     let rel = (a64 - &a32).norm_l2() / a64.norm_l2();

@@ -34,9 +34,46 @@ pub fn norm2<T: Scalar>(values: impl Iterator<Item = T> + Clone) -> T {
     max_abs * scaled_sum.sqrt()
 }
 
+/// Returns the sum of `f(i)²` for `i < len`, accumulated in eight independent
+/// lanes so the compiler can vectorize the loop.
+#[inline(always)]
+fn lane_sum_squares<T: Scalar>(len: usize, f: impl Fn(usize) -> T) -> T {
+    const LANES: usize = 8;
+    let mut lanes = [T::zero(); LANES];
+    let full = len / LANES * LANES;
+    let mut i = 0;
+    while i < full {
+        for (k, lane) in lanes.iter_mut().enumerate() {
+            let v = f(i + k);
+            *lane += v * v;
+        }
+        i += LANES;
+    }
+    let mut sum = lanes.iter().fold(T::zero(), |acc, &lane| acc + lane);
+    for j in full..len {
+        let v = f(j);
+        sum += v * v;
+    }
+    sum
+}
+
 /// Returns the Euclidean norm of a slice; see [`norm2`].
 pub fn slice_norm2<T: Scalar>(values: &[T]) -> T {
+    let sum = lane_sum_squares(values.len(), |i| values[i]);
+    if sum.is_finite() && sum > T::min_positive_value().sqrt() {
+        return sum.sqrt();
+    }
     norm2(values.iter().copied())
+}
+
+/// Returns the Euclidean norm of `a − b` for slices of equal length; see [`norm2`].
+pub fn slice_diff_norm2<T: Scalar>(a: &[T], b: &[T]) -> T {
+    assert_eq!(a.len(), b.len(), "slice_diff_norm2: lengths differ");
+    let sum = lane_sum_squares(a.len(), |i| a[i] - b[i]);
+    if sum.is_finite() && sum > T::min_positive_value().sqrt() {
+        return sum.sqrt();
+    }
+    norm2(a.iter().zip(b).map(|(&x, &y)| x - y))
 }
 
 /// Returns column `col` of `m` as a slice when its entries are contiguous.
@@ -58,7 +95,7 @@ pub fn col_norm2<T: Scalar>(m: MatRef<'_, T>, col: usize) -> T {
 /// Returns the Euclidean norm of the difference of column `col` of `a` and `b`.
 pub fn col_diff_norm2<T: Scalar>(a: MatRef<'_, T>, b: MatRef<'_, T>, col: usize) -> T {
     match (col_slice(a, col), col_slice(b, col)) {
-        (Some(sa), Some(sb)) => norm2(sa.iter().zip(sb).map(|(&x, &y)| x - y)),
+        (Some(sa), Some(sb)) => slice_diff_norm2(sa, sb),
         _ => {
             let ca = a.col(col);
             let cb = b.col(col);
@@ -129,6 +166,19 @@ mod tests {
     #[test]
     fn norm2_nan_propagates() {
         assert!(norm2([1.0_f64, f64::NAN].iter().copied()).is_nan());
+    }
+
+    #[test]
+    fn slice_norms_match_scaled_norm() {
+        let values: Vec<f64> = (0..37).map(|i| (i as f64 * 0.37).sin() * 1e3).collect();
+        let shifted: Vec<f64> = values.iter().map(|v| v * 0.5 + 1.0).collect();
+        let expected = norm2(values.iter().copied());
+        assert!((slice_norm2(&values) / expected - 1.0).abs() < 1e-14);
+        let expected_diff = norm2(values.iter().zip(&shifted).map(|(a, b)| a - b));
+        assert!((slice_diff_norm2(&values, &shifted) / expected_diff - 1.0).abs() < 1e-14);
+        let huge: Vec<f64> = values.iter().map(|v| v * 1e200).collect();
+        assert!((slice_norm2(&huge) / (expected * 1e200) - 1.0).abs() < 1e-14);
+        assert_eq!(slice_norm2::<f64>(&[]), 0.0);
     }
 
     #[test]
