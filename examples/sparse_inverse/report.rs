@@ -137,9 +137,14 @@ impl Report {
                 name, result.mse_train_depth, result.mse_test_depth, result.fidelity
             ));
         }
-        let gain = t.least_squares.mse / t.trained.mse_test_depth;
+        let ratio = t.least_squares.mse / t.trained.mse_test_depth;
+        let comparison = if ratio >= 1.0 {
+            format!("{ratio:.1}x lower test MSE than least squares")
+        } else {
+            format!("{:.1}x higher test MSE than least squares", ratio.recip())
+        };
         lines.push(format!(
-            "trained Θ: {gain:.0}x lower test MSE than least squares; {} epochs in {:.0} s",
+            "trained Θ at {test_depth} iterations: {comparison}; {} epochs in {:.0} s",
             self.epochs.len(),
             self.wall_seconds
         ));
