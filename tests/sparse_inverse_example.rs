@@ -219,6 +219,7 @@ fn example_rejects_invalid_sizes() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("invalid m = 20"), "{stderr}");
     assert!(stderr.contains("n = 10"), "{stderr}");
+    assert!(stderr.contains("underdetermined"), "{stderr}");
 }
 
 #[test]

@@ -3,6 +3,9 @@
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
+use optlayer::problems::sparse_inverse::SparseInverseConfig;
+use optlayer::train::{AdamConfig, TrainConfig};
+use optlayer::{Error, ForwardOptions};
 use serde::Serialize;
 
 /// A named group of default settings; explicit flags override it.
@@ -140,6 +143,57 @@ pub struct Settings {
     pub data_dir: Option<PathBuf>,
     pub theta_init: Option<PathBuf>,
     pub quiet: bool,
+}
+
+impl Settings {
+    /// Returns the forward settings while training.
+    pub fn train_forward(&self) -> ForwardOptions {
+        ForwardOptions::new(self.train_iters, self.tol).with_threads(self.threads)
+    }
+
+    /// Returns the forward settings of the final evaluation.
+    pub fn test_forward(&self) -> ForwardOptions {
+        ForwardOptions::new(self.test_iters, self.tol).with_threads(self.threads)
+    }
+
+    /// Returns the optimizer settings.
+    pub fn adam_config(&self) -> AdamConfig {
+        AdamConfig {
+            learning_rate: self.learning_rate,
+            weight_decay: self.weight_decay,
+            ..AdamConfig::default()
+        }
+    }
+
+    /// Returns the training settings.
+    pub fn train_config(&self) -> TrainConfig {
+        TrainConfig {
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            seed: self.seed,
+            forward: self.train_forward(),
+            eval_forward: self.train_forward(),
+        }
+    }
+
+    /// Checks every setting before any work starts, so an invalid flag fails at once.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.data_dir.is_none() {
+            SparseInverseConfig {
+                n: self.n,
+                m: self.m,
+                r: self.r.unwrap_or(1),
+                density: self.density,
+                train_samples: self.train_samples,
+                test_samples: self.test_samples,
+                seed: self.seed,
+            }
+            .validate()?;
+        }
+        self.adam_config().validate()?;
+        self.train_config().validate()?;
+        self.test_forward().validate()
+    }
 }
 
 impl Args {

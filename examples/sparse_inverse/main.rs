@@ -16,10 +16,10 @@ use clap::Parser;
 use faer::{Mat, MatRef};
 use optlayer::problems::MinNormLeastSquares;
 use optlayer::problems::sparse_inverse::{
-    SparseInverseConfig, SparseInverseProblem, build_model, cast, cast_dataset,
+    SparseInverseConfig, SparseInverseProblem, build_model, cast, cast_dataset, initial_theta,
 };
 use optlayer::splittings::LinearizedAdmm;
-use optlayer::train::{Adam, AdamConfig, Dataset, TrainConfig, Trainer, evaluate, npy};
+use optlayer::train::{Adam, Dataset, Trainer, evaluate, npy};
 use optlayer::{Error, ForwardOptions, OptLayer, Parameterized, Scalar, Splitting, find_param};
 
 use cli::{Args, Precision, Settings};
@@ -57,19 +57,10 @@ fn load_or_generate(settings: &Settings) -> Result<Problem, Error> {
             let (m, n) = (a.nrows(), a.ncols());
             let train = Dataset::load(dir, "train", m, n)?;
             let test = Dataset::load(dir, "test", m, n)?;
-            let generated = SparseInverseProblem::generate(&SparseInverseConfig {
-                n,
-                m,
-                r: 1,
-                train_samples: 1,
-                test_samples: 1,
-                seed: settings.seed,
-                ..SparseInverseConfig::default()
-            })?;
             Problem {
                 a,
                 dictionary: None,
-                theta0: generated.theta0,
+                theta0: initial_theta(n, settings.seed)?,
                 train,
                 test,
             }
@@ -121,6 +112,7 @@ fn log(settings: &Settings, message: impl AsRef<str>) {
 
 fn run<T: Scalar>(settings: &Settings) -> Result<(), Error> {
     let started = Instant::now();
+    settings.validate()?;
     let mut settings = settings.clone();
     std::fs::create_dir_all(&settings.out).map_err(|source| Error::Io {
         action: "failed to create the output folder".into(),
@@ -140,7 +132,11 @@ fn run<T: Scalar>(settings: &Settings) -> Result<(), Error> {
         settings.test_samples = problem.test.len();
     }
     let settings = &settings;
-    save_inputs(settings, &problem)?;
+    if settings.data_dir.is_none() {
+        save_inputs(settings, &problem)?;
+    } else {
+        npy::write_matrix(&settings.out.join("theta_init.npy"), problem.theta0.as_ref())?;
+    }
 
     let a_norm = problem
         .a
@@ -159,9 +155,8 @@ fn run<T: Scalar>(settings: &Settings) -> Result<(), Error> {
     let test = cast_dataset::<T>(&problem.test)?;
     let a = cast::<T>(&problem.a);
 
-    let train_forward =
-        ForwardOptions::new(settings.train_iters, settings.tol).with_threads(settings.threads);
-    let test_forward = ForwardOptions::new(settings.test_iters, settings.tol).with_threads(settings.threads);
+    let train_forward = settings.train_forward();
+    let test_forward = settings.test_forward();
     let model: LinearizedAdmm<T> = build_model(&problem.theta0, &problem.a, steps)?;
     let mut layer = OptLayer::new(model, train_forward.clone())?;
     log(
@@ -178,22 +173,8 @@ fn run<T: Scalar>(settings: &Settings) -> Result<(), Error> {
     let least_squares = evaluate_least_squares(&a, &test)?;
     let untrained = evaluate_depths(&layer, &a, &test, settings, &train_forward, &test_forward)?;
 
-    let optimizer = Adam::new(
-        AdamConfig {
-            learning_rate: settings.learning_rate,
-            weight_decay: settings.weight_decay,
-            ..AdamConfig::default()
-        },
-        &layer,
-    )?;
-    let config = TrainConfig {
-        epochs: settings.epochs,
-        batch_size: settings.batch_size,
-        seed: settings.seed,
-        forward: train_forward.clone(),
-        eval_forward: train_forward.clone(),
-    };
-    let mut trainer = Trainer::new(config, optimizer)?;
+    let optimizer = Adam::new(settings.adam_config(), &layer)?;
+    let mut trainer = Trainer::new(settings.train_config(), optimizer)?;
     let mut epochs = Vec::new();
     trainer.fit(&mut layer, &train, Some(&test), |report| {
         log(

@@ -81,7 +81,10 @@ impl SparseInverseConfig {
             return Err(Error::InvalidParameter {
                 name: "m".into(),
                 value: self.m as f64,
-                requirement: format!("must not exceed n = {}: the problem is underdetermined", self.n),
+                requirement: format!(
+                    "must not exceed n = {}, because the measurements must be underdetermined",
+                    self.n
+                ),
             });
         }
         if !(self.density > 0.0 && self.density <= 1.0) {
@@ -151,11 +154,7 @@ impl SparseInverseProblem {
                 a[(i, j)] /= norm;
             }
         }
-        let theta_raw = gaussian_matrix(n, n, &mut stream_rng(config.seed, Stream::Theta));
-        let theta0 = LearnableDense::new("theta", theta_raw)?
-            .with_normalization(Normalization::unit_spectral_norm())?
-            .matrix()
-            .to_owned();
+        let theta0 = initial_theta(n, config.seed)?;
 
         let make = |samples: usize, stream: Stream| -> Result<Dataset<f64>> {
             let mut rng = stream_rng(config.seed, stream);
@@ -195,6 +194,19 @@ impl SparseInverseProblem {
             lambda: 1.0,
         })
     }
+}
+
+/// Returns the initial `Θ₀` (`n x n`) that [`SparseInverseProblem::generate`]
+/// draws for `seed`: N(0, 1) entries scaled to unit spectral norm.
+///
+/// # Errors
+/// When `n` is zero.
+pub fn initial_theta(n: usize, seed: u64) -> Result<Mat<f64>> {
+    let raw = gaussian_matrix(n, n, &mut stream_rng(seed, Stream::Theta));
+    Ok(LearnableDense::new("theta", raw)?
+        .with_normalization(Normalization::unit_spectral_norm())?
+        .matrix()
+        .to_owned())
 }
 
 /// Builds linearized ADMM for `min ‖Θx‖₁ s.t. Ax = d` from `theta` and `a`
