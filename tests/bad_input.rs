@@ -2,15 +2,14 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use common::{sparse_model, unit_column_matrix};
 use faer::{Mat, mat};
 use optlayer::ops::{Dense, IndicatorPoint, L1Norm, LearnableDense};
 use optlayer::splittings::{Block, LadmmSteps, LinearizedAdmm};
 use optlayer::train::{Adam, AdamConfig, Dataset, TrainConfig, Trainer, npy};
-use optlayer::{Error, ForwardOptions, OptLayer, set_param};
+use optlayer::{Error, ForwardOptions, OptLayer, Parameterized, set_param};
 use optlayer_testing::random::gaussian;
+use optlayer_testing::temp::TempDir;
 
 fn small_layer() -> OptLayer<LinearizedAdmm<f64>> {
     let a = unit_column_matrix(3, 6, 1);
@@ -34,10 +33,8 @@ fn blocks(n: usize, m: usize) -> Vec<Block<f64>> {
     ]
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("optlayer-bad-input-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn temp_dir(name: &str) -> TempDir {
+    TempDir::new(&format!("bad-input-{name}"))
 }
 
 #[test]
@@ -332,11 +329,146 @@ fn wrongly_shaped_npy_file() {
 fn dataset_files_of_wrong_dimension() {
     let dir = temp_dir("dataset");
     let dataset = Dataset::new(Mat::<f64>::zeros(3, 4), Mat::<f64>::zeros(6, 4)).unwrap();
-    dataset.save(&dir, "train").unwrap();
-    let error = Dataset::<f64>::load(&dir, "train", 3, 7).unwrap_err();
+    dataset.save(dir.path(), "train").unwrap();
+    let error = Dataset::<f64>::load(dir.path(), "train", 3, 7).unwrap_err();
     let message = error.to_string();
     assert!(message.contains("train_x.npy"), "{message}");
     assert!(message.contains('7'), "{message}");
-    let error = Dataset::<f64>::load(&dir, "test", 3, 6).unwrap_err();
+    let error = Dataset::<f64>::load(dir.path(), "test", 3, 6).unwrap_err();
     assert!(error.to_string().contains("test_d.npy"), "{error}");
+}
+
+#[test]
+fn dataset_data_of_wrong_dimension_for_training() {
+    let mut layer = small_layer();
+    let optimizer = Adam::new(AdamConfig::default(), &layer).unwrap();
+    let options = ForwardOptions::new(20, 1e-6);
+    let config = TrainConfig {
+        epochs: 1,
+        batch_size: 2,
+        seed: 0,
+        forward: options.clone(),
+        eval_forward: options,
+    };
+    let mut trainer = Trainer::new(config, optimizer).unwrap();
+    let dataset = Dataset::new(Mat::<f64>::zeros(5, 4), Mat::<f64>::zeros(6, 4)).unwrap();
+    let error = trainer.run_epoch(&mut layer, &dataset, None).unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("dataset data"), "{message}");
+    assert!(message.contains("3 rows"), "{message}");
+    assert!(message.contains("5 rows"), "{message}");
+}
+
+#[test]
+fn predict_rejects_invalid_input() {
+    let layer = small_layer();
+    let options = ForwardOptions::new(20, 1e-6);
+    let error = optlayer::train::predict(&layer, Mat::<f64>::zeros(3, 0).as_ref(), 10, &options).unwrap_err();
+    assert!(matches!(error, Error::Empty { .. }), "{error}");
+    let error = optlayer::train::predict(&layer, Mat::<f64>::zeros(4, 2).as_ref(), 10, &options).unwrap_err();
+    assert!(matches!(error, Error::ShapeMismatch { .. }), "{error}");
+    let error = optlayer::train::predict(
+        &layer,
+        Mat::<f64>::zeros(3, 2).as_ref(),
+        10,
+        &ForwardOptions::new(0, 1e-6),
+    )
+    .unwrap_err();
+    assert!(error.to_string().contains("max_iters"), "{error}");
+}
+
+#[test]
+fn dataset_slice_out_of_range() {
+    let dataset = Dataset::new(Mat::<f64>::zeros(3, 4), Mat::<f64>::zeros(6, 4)).unwrap();
+    assert!(dataset.slice(usize::MAX, 2).is_err());
+    assert!(dataset.slice(3, 2).is_err());
+    assert!(dataset.slice(0, 0).is_err());
+    assert_eq!(dataset.slice(1, 3).unwrap().len(), 3);
+}
+
+#[test]
+fn dataset_files_with_bad_contents() {
+    let dir = temp_dir("dataset-contents");
+    let mut data = Mat::<f64>::zeros(3, 5);
+    data[(2, 4)] = f64::NAN;
+    npy::write_samples(&dir.join("train_d.npy"), data.as_ref()).unwrap();
+    npy::write_samples(&dir.join("train_x.npy"), Mat::<f64>::zeros(6, 5).as_ref()).unwrap();
+    let error = Dataset::<f64>::load(dir.path(), "train", 3, 6).unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("train_d.npy"), "{message}");
+    // Positions as numpy reports them: row = sample 4, column = entry 2.
+    assert!(message.contains("row 4, column 2"), "{message}");
+
+    npy::write_samples(&dir.join("train_d.npy"), Mat::<f64>::zeros(3, 5).as_ref()).unwrap();
+    npy::write_samples(&dir.join("train_x.npy"), Mat::<f64>::zeros(6, 4).as_ref()).unwrap();
+    let error = Dataset::<f64>::load(dir.path(), "train", 3, 6).unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("train_x.npy"), "{message}");
+    assert!(message.contains("train_d.npy"), "{message}");
+    assert!(message.contains("4 samples"), "{message}");
+
+    npy::write_samples(&dir.join("train_d.npy"), Mat::<f64>::zeros(3, 0).as_ref()).unwrap();
+    let error = Dataset::<f64>::load(dir.path(), "train", 3, 6).unwrap_err();
+    assert!(error.to_string().contains("no samples"), "{error}");
+}
+
+#[test]
+fn gradients_of_another_model_rejected() {
+    use optlayer::{FixedPointJfb, Gradients, mse_loss};
+    let layer = small_layer();
+    let other_a = unit_column_matrix(3, 7, 1);
+    let other = OptLayer::new(
+        sparse_model::<f64>(&gaussian(7, 7, 2), &other_a, true),
+        ForwardOptions::new(5, 1e-6),
+    )
+    .unwrap();
+    let data = &unit_column_matrix(3, 6, 1) * gaussian(6, 2, 3);
+    let target = gaussian(6, 2, 4);
+    let forward = layer.forward(data.as_ref()).unwrap();
+    let mut grads = Gradients::zeros_for(&other);
+    let error = layer
+        .jfb_gradient(
+            &forward,
+            data.as_ref(),
+            &mut |x, g| mse_loss(x, target.as_ref(), g),
+            &mut grads,
+        )
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("theta"), "{message}");
+    assert!(message.contains("6 x 6"), "{message}");
+    assert!(message.contains("7 x 7"), "{message}");
+}
+
+#[test]
+fn rejected_set_param_keeps_old_value() {
+    let mut layer = small_layer();
+    let before = layer.param(0).to_owned();
+    // A zero Θ cannot be normalized to unit spectral norm.
+    let error = set_param(&mut layer, "theta", Mat::<f64>::zeros(6, 6).as_ref()).unwrap_err();
+    assert!(error.to_string().contains("nonzero"), "{error}");
+    assert_eq!(layer.param(0).to_owned(), before);
+}
+
+#[test]
+fn zero_operator_does_not_freeze_norm_estimate() {
+    use optlayer::splittings::StepRule;
+    // Θ starts at zero, so the first estimate of ‖Θ‖ is 0; a later Θ = 10 I
+    // must be estimated afresh and rejected by the fixed step rule.
+    let blocks = vec![Block::new(
+        LearnableDense::new("theta", Mat::<f64>::zeros(5, 5)).unwrap(),
+        L1Norm::new(1.0).unwrap(),
+    )];
+    let steps = LadmmSteps {
+        alpha: 0.5,
+        beta: 0.9,
+        lambda: 1.0,
+    };
+    let mut splitting =
+        LinearizedAdmm::with_rule(5, 0, blocks, steps, StepRule::Fixed { safety: 0.99 }).unwrap();
+    assert_eq!(splitting.norm_estimate(), 0.0);
+    let scaled = Mat::<f64>::from_fn(5, 5, |i, j| if i == j { 10.0 } else { 0.0 });
+    let error = set_param(&mut splitting, "theta", scaled.as_ref()).unwrap_err();
+    assert!(matches!(error, Error::StepCondition { .. }), "{error}");
+    assert_eq!(splitting.param(0).to_owned(), Mat::<f64>::zeros(5, 5));
 }

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use optlayer_testing::temp::TempDir;
 use serde_json::Value;
 
 /// Returns the example binary that `cargo test` builds next to the test binaries.
@@ -33,12 +34,6 @@ fn assert_success(output: &Output) {
         "stderr: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-}
-
-fn out_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("optlayer-example-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
 }
 
 fn read_report(dir: &Path) -> Value {
@@ -70,9 +65,9 @@ const TINY: &[&str] = &[
 
 #[test]
 fn example_writes_report_and_files() {
-    let dir = out_dir("run");
+    let dir = TempDir::new("run");
     let mut args = TINY.to_vec();
-    let dir_arg = dir.to_str().unwrap().to_string();
+    let dir_arg = dir.path().to_str().unwrap().to_string();
     args.extend([
         "--out",
         &dir_arg,
@@ -105,7 +100,7 @@ fn example_writes_report_and_files() {
     ] {
         assert!(dir.join(file).exists(), "missing {file}");
     }
-    let report = read_report(&dir);
+    let report = read_report(dir.path());
     assert_eq!(report["config"]["n"], 30);
     assert_eq!(report["config"]["epochs"], 2);
     assert_eq!(report["epochs"].as_array().unwrap().len(), 2);
@@ -142,8 +137,8 @@ fn example_writes_report_and_files() {
 
 #[test]
 fn example_reads_data_dir() {
-    let first = out_dir("source");
-    let first_arg = first.to_str().unwrap().to_string();
+    let first = TempDir::new("source");
+    let first_arg = first.path().to_str().unwrap().to_string();
     let mut args = TINY.to_vec();
     args.extend([
         "--out",
@@ -156,8 +151,8 @@ fn example_reads_data_dir() {
     ]);
     assert_success(&run(&args));
 
-    let second = out_dir("reread");
-    let second_arg = second.to_str().unwrap().to_string();
+    let second = TempDir::new("reread");
+    let second_arg = second.path().to_str().unwrap().to_string();
     let output = run(&[
         "--data-dir",
         &first_arg,
@@ -184,7 +179,7 @@ fn example_reads_data_dir() {
         "stderr: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let (a, b) = (read_report(&first), read_report(&second));
+    let (a, b) = (read_report(first.path()), read_report(second.path()));
     assert_eq!(b["config"]["n"], 30);
     assert_eq!(b["config"]["m"], 15);
     assert_eq!(b["config"]["train_samples"], 200);
@@ -205,14 +200,14 @@ fn example_reads_data_dir() {
 
 #[test]
 fn example_rejects_invalid_sizes() {
-    let dir = out_dir("invalid");
+    let dir = TempDir::new("invalid");
     let output = run(&[
         "--n",
         "10",
         "--m",
         "20",
         "--out",
-        dir.to_str().unwrap(),
+        dir.path().to_str().unwrap(),
         "--quiet",
     ]);
     assert!(!output.status.success());
@@ -224,15 +219,72 @@ fn example_rejects_invalid_sizes() {
 
 #[test]
 fn example_reports_missing_data_dir() {
-    let dir = out_dir("missing");
+    let dir = TempDir::new("missing");
     let output = run(&[
         "--data-dir",
         "/nonexistent/optlayer-data",
         "--out",
-        dir.to_str().unwrap(),
+        dir.path().to_str().unwrap(),
         "--quiet",
     ]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("/nonexistent/optlayer-data/A.npy"), "{stderr}");
+}
+
+#[test]
+fn failed_run_keeps_earlier_results() {
+    let dir = TempDir::new("keep");
+    let dir_arg = dir.path().to_str().unwrap().to_string();
+    let mut args = TINY.to_vec();
+    args.extend(["--out", &dir_arg, "--quiet", "--epochs", "1"]);
+    assert_success(&run(&args));
+    let report_before = std::fs::read(dir.join("report.json")).unwrap();
+    let a_before = std::fs::read(dir.join("A.npy")).unwrap();
+
+    // A run that fails after it started writing: the data folder lacks its files.
+    let missing = TempDir::new("keep-missing-data");
+    let output = run(&[
+        "--data-dir",
+        missing.path().to_str().unwrap(),
+        "--out",
+        &dir_arg,
+        "--quiet",
+    ]);
+    assert!(!output.status.success());
+
+    assert_eq!(std::fs::read(dir.join("report.json")).unwrap(), report_before);
+    assert_eq!(std::fs::read(dir.join("A.npy")).unwrap(), a_before);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(".partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "staging folders left behind: {leftovers:?}");
+}
+
+#[test]
+fn size_flags_conflict_with_data_dir() {
+    let output = run(&["--data-dir", "/nonexistent", "--n", "30", "--quiet"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--n = 30"), "{stderr}");
+    assert!(stderr.contains("--data-dir"), "{stderr}");
+}
+
+#[test]
+fn invalid_flags_name_the_flag() {
+    for (args, expected) in [
+        (&["--train-iters", "0"][..], "--train-iters = 0"),
+        (&["--lr", "-1"][..], "--lr = -1"),
+        (&["--tol", "nan"][..], "--tol = NaN"),
+        (&["--batch-size", "0"][..], "--batch-size = 0"),
+    ] {
+        let output = run(&[args, &["--quiet", "--out", "/nonexistent/never-created"]].concat());
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+    assert!(!Path::new("/nonexistent/never-created").exists());
 }

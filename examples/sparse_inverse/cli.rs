@@ -12,7 +12,7 @@ use serde::Serialize;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Preset {
-    /// Reduced run that finishes in a few minutes on 2 cores.
+    /// Reduced run: 3,000 training pairs, 10 epochs, learning rate 1e-3 (about a minute on 2 cores).
     Quick,
     /// The published configuration: 10,000 training pairs, 75 epochs, learning rate 4e-5.
     Paper,
@@ -26,71 +26,72 @@ pub enum Precision {
     F64,
 }
 
-/// Train `min ‖Θx‖₁ s.t. Ax = d` to recover sparse-coded signals from
-/// underdetermined measurements, and compare it with least squares and with
-/// the untrained Θ on a test set.
+const ABOUT: &str = "Train Θ in min ‖Θx‖₁ s.t. Ax = d to recover sparse-coded signals from underdetermined \
+measurements, and compare it on a test set with least squares and with the untrained Θ.";
+
+/// Flags of the sparse inverse example.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(name = "sparse_inverse", version, about = ABOUT, long_about = None)]
 pub struct Args {
-    /// Group of default settings; any flag below overrides its value.
+    /// Group of default settings; the flags below override its values.
     #[arg(long, value_enum, default_value = "quick")]
     pub preset: Preset,
 
-    /// Signal dimension n.
+    /// Signal dimension n [default: 250].
     #[arg(long)]
     pub n: Option<usize>,
 
-    /// Number of measurements m (rows of A).
+    /// Number of measurements m, the rows of A [default: 100].
     #[arg(long)]
     pub m: Option<usize>,
 
-    /// Dictionary size r (signals are M z with M of size n x r).
+    /// Dictionary size r; signals are M z with M of size n x r [default: 50].
     #[arg(long)]
     pub r: Option<usize>,
 
-    /// Number of training pairs.
+    /// Number of training pairs [quick: 3000, paper: 10000].
     #[arg(long)]
     pub train_samples: Option<usize>,
 
-    /// Number of test pairs.
+    /// Number of test pairs [default: 1000].
     #[arg(long)]
     pub test_samples: Option<usize>,
 
-    /// Number of training epochs.
+    /// Number of training epochs [quick: 10, paper: 75].
     #[arg(long)]
     pub epochs: Option<usize>,
 
-    /// Samples per mini-batch.
+    /// Samples per mini-batch [default: 100].
     #[arg(long)]
     pub batch_size: Option<usize>,
 
-    /// Adam learning rate.
-    #[arg(long)]
+    /// Adam learning rate [quick: 1e-3, paper: 4e-5].
+    #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
 
-    /// Adam weight decay (added to the gradient, as in torch.optim.Adam).
-    #[arg(long)]
+    /// Adam weight decay, added to the gradient as in torch.optim.Adam [default: 1e-5].
+    #[arg(long, allow_negative_numbers = true)]
     pub weight_decay: Option<f64>,
 
-    /// Maximum forward iterations while training and for the per-epoch test error.
+    /// Maximum forward iterations while training and for the per-epoch test error [default: 400].
     #[arg(long)]
     pub train_iters: Option<usize>,
 
-    /// Maximum forward iterations of the final evaluation.
+    /// Maximum forward iterations of the final evaluation [default: 2000].
     #[arg(long)]
     pub test_iters: Option<usize>,
 
-    /// Relative tolerance on the fixed-point residual ‖z⁺ − z‖/‖z⁺‖.
-    #[arg(long)]
+    /// Relative tolerance on the fixed-point residual ‖z⁺ − z‖/‖z⁺‖ [default: 1e-5].
+    #[arg(long, allow_negative_numbers = true)]
     pub tol: Option<f64>,
 
     /// Seed of the data, the initial Θ and the mini-batch shuffling.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 
-    /// Number of threads for the forward passes.
-    #[arg(long, default_value_t = default_threads())]
-    pub threads: usize,
+    /// Number of threads for the forward passes [default: the number of cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
 
     /// Floating-point precision.
     #[arg(long, value_enum, default_value = "f32")]
@@ -100,8 +101,8 @@ pub struct Args {
     #[arg(long)]
     pub out: Option<PathBuf>,
 
-    /// Read A.npy, train_d.npy, train_x.npy, test_d.npy and test_x.npy from
-    /// this folder instead of generating data (one sample per row).
+    /// Read A.npy, train_d.npy, train_x.npy, test_d.npy and test_x.npy from this folder
+    /// (one sample per row) instead of generating data; the files define n, m and the sample counts.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
 
@@ -112,10 +113,6 @@ pub struct Args {
     /// Print only the summary table.
     #[arg(long)]
     pub quiet: bool,
-}
-
-fn default_threads() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
 /// Every setting of a run after the preset and the flags are combined.
@@ -143,6 +140,14 @@ pub struct Settings {
     pub data_dir: Option<PathBuf>,
     pub theta_init: Option<PathBuf>,
     pub quiet: bool,
+}
+
+fn invalid_flag(flag: &str, value: f64, requirement: &str) -> Error {
+    Error::InvalidParameter {
+        name: flag.to_string(),
+        value,
+        requirement: requirement.to_string(),
+    }
 }
 
 impl Settings {
@@ -176,19 +181,52 @@ impl Settings {
         }
     }
 
-    /// Checks every setting before any work starts, so an invalid flag fails at once.
+    /// Returns the problem settings of a generated run.
+    pub fn problem_config(&self) -> SparseInverseConfig {
+        SparseInverseConfig {
+            n: self.n,
+            m: self.m,
+            r: self.r.unwrap_or(1),
+            density: self.density,
+            train_samples: self.train_samples,
+            test_samples: self.test_samples,
+            seed: self.seed,
+        }
+    }
+
+    /// Checks every setting before any work starts, so an invalid flag fails
+    /// at once, with the flag's name.
     pub fn validate(&self) -> Result<(), Error> {
-        if self.data_dir.is_none() {
-            SparseInverseConfig {
-                n: self.n,
-                m: self.m,
-                r: self.r.unwrap_or(1),
-                density: self.density,
-                train_samples: self.train_samples,
-                test_samples: self.test_samples,
-                seed: self.seed,
+        let counts = [
+            ("--batch-size", self.batch_size),
+            ("--train-iters", self.train_iters),
+            ("--test-iters", self.test_iters),
+            ("--threads", self.threads),
+        ];
+        for (flag, value) in counts {
+            if value == 0 {
+                return Err(invalid_flag(flag, 0.0, "must be at least 1"));
             }
-            .validate()?;
+        }
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return Err(invalid_flag(
+                "--lr",
+                self.learning_rate,
+                "must be finite and greater than zero",
+            ));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(invalid_flag(
+                "--weight-decay",
+                self.weight_decay,
+                "must be finite and not negative",
+            ));
+        }
+        if !(self.tol.is_finite() && self.tol >= 0.0) {
+            return Err(invalid_flag("--tol", self.tol, "must be finite and not negative"));
+        }
+        if self.data_dir.is_none() {
+            self.problem_config().validate()?;
         }
         self.adam_config().validate()?;
         self.train_config().validate()?;
@@ -198,17 +236,40 @@ impl Settings {
 
 impl Args {
     /// Combines the preset with the flags given.
-    pub fn settings(&self) -> Settings {
-        let (train_samples, epochs, lr, train_iters, tol) = match self.preset {
-            Preset::Quick => (3_000, 10, 1e-3, 400, 1e-5),
-            Preset::Paper => (10_000, 75, 4e-5, 400, 1e-5),
+    ///
+    /// # Errors
+    /// When a size flag is combined with `--data-dir`, whose files define the sizes.
+    pub fn settings(&self) -> Result<Settings, Error> {
+        if self.data_dir.is_some() {
+            let size_flags = [
+                ("--n", self.n),
+                ("--m", self.m),
+                ("--r", self.r),
+                ("--train-samples", self.train_samples),
+                ("--test-samples", self.test_samples),
+            ];
+            if let Some((flag, Some(value))) = size_flags.iter().find(|(_, given)| given.is_some()) {
+                return Err(Error::InvalidParameter {
+                    name: flag.to_string(),
+                    value: *value as f64,
+                    requirement:
+                        "cannot be combined with --data-dir, whose files define the sizes; remove it".into(),
+                });
+            }
+        }
+        let (train_samples, epochs, lr) = match self.preset {
+            Preset::Quick => (3_000, 10, 1e-3),
+            Preset::Paper => (10_000, 75, 4e-5),
         };
         let out = self.out.clone().unwrap_or_else(|| {
             PathBuf::from(env!("CARGO_MANIFEST_DIR"))
                 .join("target")
                 .join("sparse_inverse")
         });
-        Settings {
+        let threads = self
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        Ok(Settings {
             preset: self.preset,
             precision: self.precision,
             n: self.n.unwrap_or(250),
@@ -221,15 +282,15 @@ impl Args {
             batch_size: self.batch_size.unwrap_or(100),
             learning_rate: self.lr.unwrap_or(lr),
             weight_decay: self.weight_decay.unwrap_or(1e-5),
-            train_iters: self.train_iters.unwrap_or(train_iters),
+            train_iters: self.train_iters.unwrap_or(400),
             test_iters: self.test_iters.unwrap_or(2_000),
-            tol: self.tol.unwrap_or(tol),
+            tol: self.tol.unwrap_or(1e-5),
             seed: self.seed,
-            threads: self.threads,
+            threads,
             out,
             data_dir: self.data_dir.clone(),
             theta_init: self.theta_init.clone(),
             quiet: self.quiet,
-        }
+        })
     }
 }

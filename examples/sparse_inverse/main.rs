@@ -5,6 +5,7 @@
 //! Run with `cargo run --release --example sparse_inverse -- --help`.
 
 mod cli;
+mod output;
 mod report;
 
 use std::ops::ControlFlow;
@@ -23,15 +24,15 @@ use optlayer::train::{Adam, Dataset, Trainer, evaluate, npy};
 use optlayer::{Error, ForwardOptions, OptLayer, Parameterized, Scalar, Splitting, find_param};
 
 use cli::{Args, Precision, Settings};
+use output::Staging;
 use report::{DepthStats, EpochEntry, LeastSquaresResult, ModelResult, Report, Steps, TestReport};
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let settings = args.settings();
-    let result = match settings.precision {
+    let result = args.settings().and_then(|settings| match settings.precision {
         Precision::F32 => run::<f32>(&settings),
         Precision::F64 => run::<f64>(&settings),
-    };
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -53,7 +54,14 @@ struct Problem {
 fn load_or_generate(settings: &Settings) -> Result<Problem, Error> {
     let mut problem = match &settings.data_dir {
         Some(dir) => {
-            let a = npy::read_matrix::<f64>(&dir.join("A.npy"))?;
+            let a_path = dir.join("A.npy");
+            let a = npy::read_matrix::<f64>(&a_path)?;
+            if let Some((row, col, value)) = optlayer::columns::first_non_finite(a.as_ref()) {
+                return Err(Error::InvalidFile {
+                    path: a_path,
+                    reason: format!("row {row}, column {col} is {value}; A must be finite"),
+                });
+            }
             let (m, n) = (a.nrows(), a.ncols());
             let train = Dataset::load(dir, "train", m, n)?;
             let test = Dataset::load(dir, "test", m, n)?;
@@ -114,11 +122,7 @@ fn run<T: Scalar>(settings: &Settings) -> Result<(), Error> {
     let started = Instant::now();
     settings.validate()?;
     let mut settings = settings.clone();
-    std::fs::create_dir_all(&settings.out).map_err(|source| Error::Io {
-        action: "failed to create the output folder".into(),
-        path: settings.out.clone(),
-        source,
-    })?;
+    let staging = Staging::new(&settings.out)?;
 
     log(&settings, "generating data");
     let problem = load_or_generate(&settings)?;
@@ -133,9 +137,7 @@ fn run<T: Scalar>(settings: &Settings) -> Result<(), Error> {
     }
     let settings = &settings;
     if settings.data_dir.is_none() {
-        save_inputs(settings, &problem)?;
-    } else {
-        npy::write_matrix(&settings.out.join("theta_init.npy"), problem.theta0.as_ref())?;
+        save_inputs(&staging, &problem)?;
     }
 
     let a_norm = problem
@@ -159,6 +161,12 @@ fn run<T: Scalar>(settings: &Settings) -> Result<(), Error> {
     let test_forward = settings.test_forward();
     let model: LinearizedAdmm<T> = build_model(&problem.theta0, &problem.a, steps)?;
     let mut layer = OptLayer::new(model, train_forward.clone())?;
+    let theta_index = find_param(&layer, "theta")?;
+    // Θ as training starts from it, after normalization to unit spectral norm.
+    npy::write_matrix(
+        &staging.path("theta_init.npy"),
+        to_f64(layer.param(theta_index)).as_ref(),
+    )?;
     log(
         settings,
         format!(
@@ -195,9 +203,10 @@ fn run<T: Scalar>(settings: &Settings) -> Result<(), Error> {
     log(settings, "evaluating the trained model");
     let trained = evaluate_depths(&layer, &a, &test, settings, &train_forward, &test_forward)?;
 
-    let theta_index = find_param(&layer, "theta")?;
-    let theta_trained = layer.param(theta_index).to_owned();
-    npy::write_matrix(&settings.out.join("theta_trained.npy"), theta_trained.as_ref())?;
+    npy::write_matrix(
+        &staging.path("theta_trained.npy"),
+        to_f64(layer.param(theta_index)).as_ref(),
+    )?;
 
     let report = Report {
         config: settings.clone(),
@@ -215,21 +224,27 @@ fn run<T: Scalar>(settings: &Settings) -> Result<(), Error> {
         },
         wall_seconds: started.elapsed().as_secs_f64(),
     };
-    report.write(&settings.out.join("report.json"))?;
+    report.write(&staging.path("report.json"))?;
+    staging.commit()?;
     println!("{}", report.summary_table());
     println!("wrote {}", settings.out.display());
     Ok(())
 }
 
-fn save_inputs(settings: &Settings, problem: &Problem) -> Result<(), Error> {
-    let out: &Path = &settings.out;
-    npy::write_matrix(&out.join("A.npy"), problem.a.as_ref())?;
+/// Writes the generated matrices and datasets (in `f64`).
+fn save_inputs(staging: &Staging, problem: &Problem) -> Result<(), Error> {
+    npy::write_matrix(&staging.path("A.npy"), problem.a.as_ref())?;
     if let Some(dictionary) = &problem.dictionary {
-        npy::write_matrix(&out.join("M.npy"), dictionary.as_ref())?;
+        npy::write_matrix(&staging.path("M.npy"), dictionary.as_ref())?;
     }
-    npy::write_matrix(&out.join("theta_init.npy"), problem.theta0.as_ref())?;
-    problem.train.save(out, "train")?;
-    problem.test.save(out, "test")
+    let dir: &Path = &staging.path("");
+    problem.train.save(dir, "train")?;
+    problem.test.save(dir, "test")
+}
+
+/// Converts a matrix to `f64`, so every file the example writes has one dtype.
+fn to_f64<T: Scalar>(m: MatRef<'_, T>) -> Mat<f64> {
+    Mat::from_fn(m.nrows(), m.ncols(), |i, j| m[(i, j)].to_f64_lossless())
 }
 
 fn evaluate_least_squares<T: Scalar>(a: &Mat<T>, test: &Dataset<T>) -> Result<LeastSquaresResult, Error> {

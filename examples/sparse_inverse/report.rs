@@ -137,11 +137,15 @@ impl Report {
                 name, result.mse_train_depth, result.mse_test_depth, result.fidelity
             ));
         }
-        let ratio = t.least_squares.mse / t.trained.mse_test_depth;
-        let comparison = if ratio >= 1.0 {
-            format!("{ratio:.1}x lower test MSE than least squares")
+        let (ls, trained) = (t.least_squares.mse, t.trained.mse_test_depth);
+        let comparison = if ls == 0.0 && trained == 0.0 {
+            "test MSE 0, as for least squares".to_string()
+        } else if trained == 0.0 {
+            "test MSE 0".to_string()
+        } else if ls >= trained {
+            format!("{:.1}x lower test MSE than least squares", ls / trained)
         } else {
-            format!("{:.1}x higher test MSE than least squares", ratio.recip())
+            format!("{:.3}x higher test MSE than least squares", trained / ls)
         };
         lines.push(format!(
             "trained Θ at {test_depth} iterations: {comparison}; {} epochs in {:.0} s",

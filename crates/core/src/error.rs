@@ -91,18 +91,21 @@ pub enum Error {
         value: f64,
     },
 
-    /// A backward pass was asked for with a forward result computed under other
-    /// step sizes or parameters.
-    #[error(
-        "the forward result is stale: it was computed with step sizes {forward:?}, \
-         but the layer now uses {current:?}; run the forward pass again after \
-         changing parameters"
-    )]
+    /// A backward pass was requested with a forward result computed under
+    /// other step sizes, other parameters or another data batch.
+    #[error("the forward result is stale: {reason}; run the forward pass again on this batch")]
     StaleForward {
-        /// Step sizes recorded by the forward pass.
-        forward: Vec<f64>,
-        /// Step sizes the layer uses now.
-        current: Vec<f64>,
+        /// The difference between the forward pass and now.
+        reason: String,
+    },
+
+    /// Two parameters of one model share a name.
+    #[error(
+        "duplicate parameter name '{name}': parameter names must be unique within a model; rename one of them"
+    )]
+    DuplicateParameter {
+        /// The name used twice.
+        name: String,
     },
 
     /// A parameter name that the model does not have.

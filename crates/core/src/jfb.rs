@@ -4,7 +4,7 @@ use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::{Mat, MatMut, MatRef, Par};
 
 use crate::validate::check_shape;
-use crate::{Error, ForwardResult, Gradients, OptLayer, Result, Scalar, Splitting};
+use crate::{ForwardResult, Gradients, OptLayer, Result, Scalar, Splitting, check_grads_shape};
 
 /// A loss on a batch of primal outputs: given `x` (`primal_dim x batch`), it
 /// writes `∂loss/∂x` into its second argument and returns the loss.
@@ -42,8 +42,10 @@ pub trait FixedPointJfb {
     /// parameters: the backward pass uses the step sizes recorded there.
     ///
     /// # Errors
-    /// [`Error::StaleForward`] when the step sizes changed since the forward
-    /// pass; a shape error when `forward`, `data` or `grads` do not match.
+    /// [`Error::StaleForward`](crate::Error::StaleForward) when the step
+    /// sizes or the parameters changed since the forward pass or `data` is
+    /// another batch; a shape error when `forward`, `data` or `grads` do not
+    /// match the layer.
     fn jfb_gradient(
         &self,
         forward: &ForwardResult<Self::Real>,
@@ -71,20 +73,8 @@ impl<T: Scalar, Alg: Splitting<Real = T>> FixedPointJfb for OptLayer<Alg> {
             splitting.state_dim(),
             data.ncols(),
         )?;
-        let current = splitting.step_sizes();
-        if current != forward.step_sizes {
-            return Err(Error::StaleForward {
-                forward: forward.step_sizes.iter().map(|(_, v)| *v).collect(),
-                current: current.iter().map(|(_, v)| *v).collect(),
-            });
-        }
-        if grads.tensors().len() != splitting.param_count() {
-            return Err(Error::ShapeMismatch {
-                what: "gradient list".into(),
-                expected: format!("{} parameters (the splitting's)", splitting.param_count()),
-                found: format!("{} entries", grads.tensors().len()),
-            });
-        }
+        self.check_forward_is_current(forward, data)?;
+        check_grads_shape(splitting, grads.tensors())?;
 
         let batch = data.ncols();
         let par = if self.options().threads > 1 {

@@ -6,7 +6,9 @@ use faer::{Mat, MatMut, MatRef, Par};
 
 use crate::columns::swap_cols;
 use crate::validate::{check_finite, check_nonempty, check_nonnegative, check_rows, check_shape};
-use crate::{Error, ParamInfo, Parameterized, Result, Scalar, Splitting};
+use crate::{
+    Error, ParamInfo, Parameterized, Result, Scalar, Splitting, matrix_fingerprint, params_fingerprint,
+};
 
 /// Settings of a forward pass.
 #[derive(Clone, Debug, PartialEq)]
@@ -128,6 +130,15 @@ pub struct ForwardResult<T: Scalar> {
     pub samples: Vec<SampleReport<T>>,
     /// The step sizes used, by name.
     pub step_sizes: Vec<(String, f64)>,
+    /// Hashes of the parameters and the data batch of the pass.
+    pub(crate) fingerprint: Fingerprint,
+}
+
+/// Hashes that tie a forward result to the parameters and data it was computed from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Fingerprint {
+    pub(crate) params: u64,
+    pub(crate) data: u64,
 }
 
 impl<T: Scalar> ForwardResult<T> {
@@ -171,6 +182,7 @@ impl<T: Scalar> ForwardResult<T> {
 /// non-finite, stop costing work: their columns leave the active block.
 ///
 /// Gradients come from [`FixedPointJfb`](crate::FixedPointJfb).
+#[derive(Debug)]
 pub struct OptLayer<Alg: Splitting> {
     splitting: Alg,
     options: ForwardOptions,
@@ -268,6 +280,34 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
         Ok(z_next)
     }
 
+    /// Checks that `forward` was computed by this layer, with its current
+    /// step sizes and parameters, on `data`.
+    ///
+    /// # Errors
+    /// [`Error::StaleForward`] naming what changed.
+    pub fn check_forward_is_current(&self, forward: &ForwardResult<T>, data: MatRef<'_, T>) -> Result<()> {
+        let current = self.splitting.step_sizes();
+        if current != forward.step_sizes {
+            return Err(Error::StaleForward {
+                reason: format!(
+                    "it used the step sizes {:?}, the layer now uses {current:?}",
+                    forward.step_sizes
+                ),
+            });
+        }
+        if params_fingerprint(&self.splitting) != forward.fingerprint.params {
+            return Err(Error::StaleForward {
+                reason: "the parameters changed since it was computed".into(),
+            });
+        }
+        if matrix_fingerprint(data) != forward.fingerprint.data {
+            return Err(Error::StaleForward {
+                reason: "it was computed on another data batch".into(),
+            });
+        }
+        Ok(())
+    }
+
     pub(crate) fn check_data(&self, data: MatRef<'_, T>) -> Result<()> {
         check_rows(
             "data batch",
@@ -327,11 +367,16 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
         }
 
         let x = self.splitting.primal(final_state.as_ref()).to_owned();
+        let fingerprint = Fingerprint {
+            params: params_fingerprint(&self.splitting),
+            data: matrix_fingerprint(data),
+        };
         Ok(ForwardResult {
             x,
             state: final_state,
             samples,
             step_sizes: self.splitting.step_sizes(),
+            fingerprint,
         })
     }
 }

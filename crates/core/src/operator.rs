@@ -138,19 +138,25 @@ pub fn power_iteration<T: Scalar, K: Operator<T> + ?Sized>(
     rel_tol: f64,
     seed: u64,
 ) -> (T, Mat<T>) {
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let start = Mat::from_fn(op.ncols(), 1, |_, _| {
-        let sample: f64 = StandardNormal.sample(&mut rng);
-        T::lit(sample)
-    });
-    power_iteration_from(op, start, max_iters, rel_tol)
+    power_iteration_from(op, gaussian_start(op.ncols(), seed), max_iters, rel_tol)
 }
 
-/// Runs power iteration on `KᵀK` from the vector `start` (an `ncols x 1` matrix).
+fn gaussian_start<T: Scalar>(dim: usize, seed: u64) -> Mat<T> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    Mat::from_fn(dim, 1, |_, _| {
+        let sample: f64 = StandardNormal.sample(&mut rng);
+        T::lit(sample)
+    })
+}
+
+/// Runs power iteration on `KᵀK` from the vector `start` (an `ncols x 1`
+/// matrix), typically the vector an earlier estimate returned.
 ///
-/// Returns the estimate `‖K v‖` for the last unit iterate `v`, and `v`. A zero
-/// operator, or a start vector orthogonal to every nonzero singular vector,
-/// gives an estimate of zero.
+/// Returns the estimate `‖K v‖` for the last unit iterate `v`, and `v`. The
+/// returned vector is always a finite unit vector, so it can warm-start the
+/// next estimate: a zero or non-finite `start` is replaced by a seeded
+/// Gaussian one, and an iterate that `KᵀK` maps to zero is kept as it is. A
+/// zero operator gives an estimate of zero.
 pub fn power_iteration_from<T: Scalar, K: Operator<T> + ?Sized>(
     op: &K,
     start: Mat<T>,
@@ -161,24 +167,32 @@ pub fn power_iteration_from<T: Scalar, K: Operator<T> + ?Sized>(
     let mut buffer = MemBuffer::new(op.apply_scratch(1, par));
     let stack = MemStack::new(&mut buffer);
     let mut v = start;
-    let mut kv = Mat::<T>::zeros(op.nrows(), 1);
     let mut v_norm = columns::col_norm2(v.as_ref(), 0);
     if v_norm == T::zero() || !v_norm.is_finite() {
+        v = gaussian_start(op.ncols(), 0);
+        v_norm = columns::col_norm2(v.as_ref(), 0);
+    }
+    if v_norm == T::zero() {
+        // Only for ncols = 0, where every norm is zero.
         return (T::zero(), v);
     }
     scale_in_place(v.as_mut(), v_norm.recip());
+
+    let mut kv = Mat::<T>::zeros(op.nrows(), 1);
+    let mut next = Mat::<T>::zeros(op.ncols(), 1);
     let tol = T::lit(rel_tol);
     let mut estimate = T::zero();
     for _ in 0..max_iters.max(1) {
         op.apply(kv.as_mut(), Accum::Replace, T::one(), v.as_ref(), par, stack);
         let previous = estimate;
         estimate = columns::col_norm2(kv.as_ref(), 0);
-        op.apply_adjoint(v.as_mut(), Accum::Replace, T::one(), kv.as_ref(), par, stack);
-        v_norm = columns::col_norm2(v.as_ref(), 0);
-        if v_norm == T::zero() || !v_norm.is_finite() {
+        op.apply_adjoint(next.as_mut(), Accum::Replace, T::one(), kv.as_ref(), par, stack);
+        let next_norm = columns::col_norm2(next.as_ref(), 0);
+        if next_norm == T::zero() || !next_norm.is_finite() {
             break;
         }
-        scale_in_place(v.as_mut(), v_norm.recip());
+        scale_in_place(next.as_mut(), next_norm.recip());
+        core::mem::swap(&mut v, &mut next);
         if (estimate - previous).abs() <= tol * estimate {
             break;
         }

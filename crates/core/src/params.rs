@@ -96,7 +96,7 @@ pub fn param_names<T: Scalar, P: Parameterized<T> + ?Sized>(model: &P) -> Vec<St
 ///
 /// # Errors
 /// An unknown name, a shape mismatch, a non-finite entry, or an error from
-/// `after_param_update`.
+/// `after_param_update`. On error the model keeps its previous parameters.
 pub fn set_param<T: Scalar, P: Parameterized<T> + ?Sized>(
     model: &mut P,
     name: &str,
@@ -106,8 +106,115 @@ pub fn set_param<T: Scalar, P: Parameterized<T> + ?Sized>(
     let info = model.param_info(index);
     crate::validate::check_shape(&format!("parameter '{name}'"), value, info.nrows, info.ncols)?;
     crate::validate::check_finite(&format!("parameter '{name}'"), value)?;
+    let snapshot = snapshot_params(model);
     model.param_mut(index).copy_from(value);
+    if let Err(error) = model.after_param_update() {
+        // Leave the model as it was, so a rejected value changes nothing.
+        restore_params(model, &snapshot)?;
+        return Err(error);
+    }
+    Ok(())
+}
+
+/// Returns a 64-bit FNV-1a hash of the bit patterns of every parameter entry.
+///
+/// Two calls return the same value exactly when no entry changed (up to hash
+/// collisions), which lets a backward pass detect a stale forward result.
+pub fn params_fingerprint<T: Scalar, P: Parameterized<T> + ?Sized>(model: &P) -> u64 {
+    let mut hash = Fnv1a::new();
+    for index in 0..model.param_count() {
+        hash.write_matrix(model.param(index));
+    }
+    hash.finish()
+}
+
+/// Returns a 64-bit FNV-1a hash of the shape and bit patterns of `m`.
+pub fn matrix_fingerprint<T: Scalar>(m: MatRef<'_, T>) -> u64 {
+    let mut hash = Fnv1a::new();
+    hash.write_matrix(m);
+    hash.finish()
+}
+
+/// The 64-bit FNV-1a hash.
+struct Fnv1a(u64);
+
+impl Fnv1a {
+    fn new() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        for byte in value.to_le_bytes() {
+            self.0 ^= u64::from(byte);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    fn write_matrix<T: Scalar>(&mut self, m: MatRef<'_, T>) {
+        self.write_u64(m.nrows() as u64);
+        self.write_u64(m.ncols() as u64);
+        for col in 0..m.ncols() {
+            for row in 0..m.nrows() {
+                self.write_u64(m[(row, col)].to_f64_lossless().to_bits());
+            }
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Returns the parameter values of `model`, in order; with
+/// [`restore_params`], it undoes an update that failed.
+pub fn snapshot_params<T: Scalar, P: Parameterized<T> + ?Sized>(model: &P) -> Vec<Mat<T>> {
+    (0..model.param_count())
+        .map(|i| model.param(i).to_owned())
+        .collect()
+}
+
+/// Writes `snapshot` (from [`snapshot_params`]) back into `model` and calls
+/// [`Parameterized::after_param_update`] to restore derived quantities.
+///
+/// # Errors
+/// From `after_param_update`, which succeeded for these values before.
+pub fn restore_params<T: Scalar, P: Parameterized<T> + ?Sized>(
+    model: &mut P,
+    snapshot: &[Mat<T>],
+) -> Result<()> {
+    for (index, value) in snapshot.iter().enumerate() {
+        model.param_mut(index).copy_from(value);
+    }
     model.after_param_update()
+}
+
+/// Checks that `grads` has one matrix per parameter of `model`, each of the
+/// parameter's shape.
+///
+/// # Errors
+/// [`Error::ShapeMismatch`] naming the first parameter that does not match.
+pub fn check_grads_shape<T: Scalar, P: Parameterized<T> + ?Sized>(model: &P, grads: &[Mat<T>]) -> Result<()> {
+    if grads.len() != model.param_count() {
+        return Err(Error::ShapeMismatch {
+            what: "gradient list".into(),
+            expected: format!(
+                "{} matrices (one per parameter of the model)",
+                model.param_count()
+            ),
+            found: format!("{} matrices", grads.len()),
+        });
+    }
+    for (index, grad) in grads.iter().enumerate() {
+        let info = model.param_info(index);
+        if grad.nrows() != info.nrows || grad.ncols() != info.ncols {
+            return Err(Error::ShapeMismatch {
+                what: format!("gradient of parameter '{}'", info.name),
+                expected: format!("{} x {}", info.nrows, info.ncols),
+                found: format!("{} x {}", grad.nrows(), grad.ncols()),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Gradients of a loss with respect to every parameter of a model, one matrix

@@ -9,7 +9,7 @@ use optlayer_testing::random::gaussian;
 use proptest::prelude::*;
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+    #![proptest_config(optlayer_testing::proptest_config(32))]
 
     #[test]
     fn dense_adjoints_pass_dot_test(rows in 1usize..12, cols in 1usize..12, batch in 1usize..4, seed in 0u64..10_000) {

@@ -94,6 +94,44 @@ impl SparseInverseConfig {
                 requirement: "must be in (0, 1]".into(),
             });
         }
+        self.check_memory()
+    }
+
+    /// Returns an estimate of the bytes [`SparseInverseProblem::generate`]
+    /// allocates: `A`, `M`, `Θ₀` twice, and codes, signals and data for every
+    /// sample, in `f64`, doubled for working copies. `None` on overflow.
+    pub fn memory_estimate(&self) -> Option<usize> {
+        let (n, m, r) = (self.n, self.m, self.r);
+        let samples = self.train_samples.checked_add(self.test_samples)?;
+        let matrices = n
+            .checked_mul(r)?
+            .checked_add(m.checked_mul(n)?)?
+            .checked_add(n.checked_mul(n)?.checked_mul(2)?)?;
+        let per_sample = r.checked_add(n)?.checked_add(m)?;
+        let entries = matrices.checked_add(per_sample.checked_mul(samples)?)?;
+        entries.checked_mul(2 * std::mem::size_of::<f64>())
+    }
+
+    /// Checks that the memory the sizes need can be allocated, so that too
+    /// large sizes fail with an error instead of an allocation failure.
+    fn check_memory(&self) -> Result<()> {
+        let too_large = |bytes: Option<usize>| Error::InvalidParameter {
+            name: "problem size".into(),
+            value: bytes.map_or(f64::INFINITY, |b| b as f64),
+            requirement: format!(
+                "needs more memory (in bytes) than can be allocated for n = {}, m = {}, r = {} and {} samples; \
+                 lower n or the sample counts",
+                self.n,
+                self.m,
+                self.r,
+                self.train_samples.saturating_add(self.test_samples)
+            ),
+        };
+        let bytes = self.memory_estimate().ok_or_else(|| too_large(None))?;
+        let mut probe: Vec<u8> = Vec::new();
+        probe
+            .try_reserve_exact(bytes)
+            .map_err(|_| too_large(Some(bytes)))?;
         Ok(())
     }
 }
@@ -119,8 +157,8 @@ fn gaussian_matrix(nrows: usize, ncols: usize, rng: &mut ChaCha8Rng) -> Mat<f64>
     Mat::from_fn(nrows, ncols, |_, _| StandardNormal.sample(rng))
 }
 
-/// A generated sparse inverse problem, in `f64`; [`cast`](SparseInverseProblem::cast)
-/// converts it, so `f32` and `f64` runs share one draw.
+/// A generated sparse inverse problem, in `f64`; [`cast`] and
+/// [`cast_dataset`] convert its parts, so `f32` and `f64` runs share one draw.
 #[derive(Clone, Debug)]
 pub struct SparseInverseProblem {
     /// The settings it was generated with.
@@ -247,6 +285,22 @@ pub fn cast<T: Scalar>(m: &Mat<f64>) -> Mat<T> {
 /// # Errors
 /// When a value overflows `T` (an `f64` entry beyond `f32::MAX`).
 pub fn cast_dataset<T: Scalar>(dataset: &Dataset<f64>) -> Result<Dataset<T>> {
+    for (what, values) in [("data", dataset.data()), ("targets", dataset.targets())] {
+        for sample in 0..values.ncols() {
+            for entry in 0..values.nrows() {
+                let value = values[(entry, sample)];
+                if !T::lit(value).is_finite() {
+                    return Err(Error::Numerical {
+                        what: format!("conversion of the dataset {what} to {}", T::NAME),
+                        reason: format!(
+                            "entry {entry} of sample {sample} is {value:e}, beyond the range of {}; use f64",
+                            T::NAME
+                        ),
+                    });
+                }
+            }
+        }
+    }
     Dataset::new(
         cast(&dataset.data().to_owned()),
         cast(&dataset.targets().to_owned()),

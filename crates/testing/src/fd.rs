@@ -339,8 +339,11 @@ pub fn check_operator_grads<O: Operator<f64>>(
     acc.finish()
 }
 
-/// Returns the relative dot-test error `|⟨K x, y⟩ − ⟨x, Kᵀ y⟩| / max(|⟨K x, y⟩|, |⟨x, Kᵀ y⟩|)`
-/// for the given `x` (`ncols x b`) and `y` (`nrows x b`).
+/// Returns the dot-test error `|⟨K x, y⟩ − ⟨x, Kᵀ y⟩| / (‖K x‖ ‖y‖)` for the
+/// given `x` (`ncols x b`) and `y` (`nrows x b`).
+///
+/// The denominator bounds both inner products and, unlike their magnitude,
+/// does not vanish when `K x` happens to be nearly orthogonal to `y`.
 pub fn dot_test<O: Operator<f64> + ?Sized>(op: &O, x: MatRef<'_, f64>, y: MatRef<'_, f64>) -> f64 {
     let mut buffer = MemBuffer::new(op.apply_scratch(x.ncols(), Par::Seq));
     let stack = MemStack::new(&mut buffer);
@@ -350,9 +353,9 @@ pub fn dot_test<O: Operator<f64> + ?Sized>(op: &O, x: MatRef<'_, f64>, y: MatRef
     op.apply_adjoint(kty.as_mut(), Accum::Replace, 1.0, y, Par::Seq, stack);
     let lhs = inner(kx.as_ref(), y);
     let rhs = inner(x, kty.as_ref());
-    let scale = lhs.abs().max(rhs.abs());
+    let scale = kx.norm_l2() * y.norm_l2();
     if scale == 0.0 {
-        0.0
+        (lhs - rhs).abs()
     } else {
         (lhs - rhs).abs() / scale
     }

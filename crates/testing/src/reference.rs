@@ -53,6 +53,44 @@ pub fn analysis_l1_exact(
     best
 }
 
+/// Returns the objective values `‖y‖₁` of all basic solutions of
+/// `min ‖Θx‖₁ s.t. Ax = d` (see [`analysis_l1_exact`]), sorted ascending,
+/// with duplicates (within 1e-12 relative) removed.
+///
+/// The relative gap between the two smallest values measures how close the
+/// problem is to having several optimal vertices. First-order methods such as
+/// linearized ADMM can need millions of steps when it is small.
+pub fn analysis_l1_vertex_values(
+    theta: MatRef<'_, f64>,
+    a: MatRef<'_, f64>,
+    d: MatRef<'_, f64>,
+) -> Option<Vec<f64>> {
+    let n = theta.nrows();
+    let m = a.nrows();
+    if binomial(n, m) > 200_000 {
+        return None;
+    }
+    let theta_inv = theta.partial_piv_lu().inverse();
+    let b = a * &theta_inv;
+    let d_norm = d.norm_l2().max(1e-300);
+    let mut values = Vec::new();
+    let mut subset: Vec<usize> = (0..m).collect();
+    loop {
+        let b_s = Mat::from_fn(m, m, |i, k| b[(i, subset[k])]);
+        let y_s = b_s.full_piv_lu().solve(d);
+        let residual = &b_s * &y_s - d;
+        if y_s.norm_max().is_finite() && residual.norm_l2() <= 1e-9 * d_norm {
+            values.push((0..m).map(|k| y_s[(k, 0)].abs()).sum::<f64>());
+        }
+        if !next_subset(&mut subset, n) {
+            break;
+        }
+    }
+    values.sort_by(f64::total_cmp);
+    values.dedup_by(|a, b| (*a - *b).abs() <= 1e-12 * b.abs().max(1e-300));
+    Some(values)
+}
+
 /// Returns the minimum-norm solution `x = Aᵀ (A Aᵀ)⁻¹ d` of `A x = d`.
 pub fn min_norm_solution(a: MatRef<'_, f64>, d: MatRef<'_, f64>) -> Mat<f64> {
     let gram = a * a.transpose();

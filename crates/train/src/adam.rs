@@ -2,7 +2,9 @@
 
 use faer::Mat;
 use optlayer_core::validate::{check_nonnegative, check_positive};
-use optlayer_core::{Error, Gradients, Parameterized, Result, Scalar};
+use optlayer_core::{
+    Error, Gradients, Parameterized, Result, Scalar, check_grads_shape, restore_params, snapshot_params,
+};
 
 /// Settings of [`Adam`].
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -113,23 +115,35 @@ impl<T: Scalar> Adam<T> {
     /// [`Parameterized::after_param_update`].
     ///
     /// # Errors
-    /// When the gradients do not match the model's parameters or contain a
-    /// non-finite entry (the parameters are left unchanged), or when
-    /// `after_param_update` fails.
+    /// When the gradients or the optimizer's moments do not match the
+    /// model's parameters, a gradient entry is not finite, or
+    /// `after_param_update` rejects the new values (for example a parameter
+    /// that overflowed). On error the parameters, the moments and the step
+    /// count are left unchanged.
     pub fn step<P: Parameterized<T> + ?Sized>(&mut self, model: &mut P, grads: &Gradients<T>) -> Result<()> {
-        if grads.tensors().len() != model.param_count() || self.first_moment.len() != model.param_count() {
+        check_grads_shape(model, grads.tensors())?;
+        if check_grads_shape(model, &self.first_moment).is_err() {
             return Err(Error::ShapeMismatch {
-                what: "gradient list".into(),
-                expected: format!("{} parameters (the model's)", model.param_count()),
-                found: format!(
-                    "{} gradients and {} optimizer moments",
-                    grads.tensors().len(),
-                    self.first_moment.len()
-                ),
+                what: "Adam moments".into(),
+                expected: "one matrix per parameter of the model, of the parameter's shape".into(),
+                found: "moments of another model; create the optimizer with this model".into(),
             });
         }
         grads.check_finite()?;
 
+        let params_before = snapshot_params(model);
+        let moments_before = (self.first_moment.clone(), self.second_moment.clone(), self.steps);
+        self.update(model, grads);
+        if let Err(error) = model.after_param_update() {
+            restore_params(model, &params_before)?;
+            (self.first_moment, self.second_moment, self.steps) = moments_before;
+            return Err(error);
+        }
+        Ok(())
+    }
+
+    /// Applies one Adam update to the parameters, without checks.
+    fn update<P: Parameterized<T> + ?Sized>(&mut self, model: &mut P, grads: &Gradients<T>) {
         self.steps += 1;
         let c = &self.config;
         let lr = T::lit(c.learning_rate);
@@ -163,7 +177,6 @@ impl<T: Scalar> Adam<T> {
                 }
             }
         }
-        model.after_param_update()
     }
 }
 
@@ -184,7 +197,7 @@ mod tests {
         fn param_info(&self, _: usize) -> ParamInfo {
             ParamInfo {
                 name: "w".into(),
-                nrows: 2,
+                nrows: self.w.nrows(),
                 ncols: 1,
             }
         }
@@ -267,6 +280,81 @@ mod tests {
         );
         assert_eq!(model.w[(1, 0)], 0.0);
         assert_eq!(adam.steps(), 0);
+    }
+
+    /// A model whose update hook rejects values above a limit.
+    struct Bounded {
+        w: Mat<f64>,
+        limit: f64,
+    }
+
+    impl Parameterized<f64> for Bounded {
+        fn param_count(&self) -> usize {
+            1
+        }
+        fn param_info(&self, _: usize) -> ParamInfo {
+            ParamInfo {
+                name: "w".into(),
+                nrows: 2,
+                ncols: 1,
+            }
+        }
+        fn param(&self, _: usize) -> MatRef<'_, f64> {
+            self.w.as_ref()
+        }
+        fn param_mut(&mut self, _: usize) -> MatMut<'_, f64> {
+            self.w.as_mut()
+        }
+        fn after_param_update(&mut self) -> optlayer_core::Result<()> {
+            if self.w.norm_max() > self.limit {
+                return Err(Error::InvalidParameter {
+                    name: "w".into(),
+                    value: self.w.norm_max(),
+                    requirement: "too large".into(),
+                });
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn rejected_update_leaves_state_unchanged() {
+        let mut model = Bounded {
+            w: Mat::zeros(2, 1),
+            limit: 0.15,
+        };
+        let config = AdamConfig {
+            learning_rate: 0.1,
+            ..AdamConfig::default()
+        };
+        let mut adam = Adam::new(config, &model).unwrap();
+        let mut grads = Gradients::zeros_for(&model);
+        grads.tensors_mut()[0][(0, 0)] = 1.0;
+        adam.step(&mut model, &grads).unwrap();
+        let after_first = model.w.clone();
+        let moments = adam.first_moment.clone();
+        // The second step would move w to -0.2, beyond the limit.
+        assert!(adam.step(&mut model, &grads).is_err());
+        assert_eq!(model.w, after_first);
+        assert_eq!(adam.first_moment, moments);
+        assert_eq!(adam.steps(), 1);
+    }
+
+    #[test]
+    fn mismatched_shapes_rejected() {
+        let mut model = Quadratic { w: Mat::zeros(2, 1) };
+        let mut adam = Adam::new(AdamConfig::default(), &model).unwrap();
+        let mut wrong = Gradients::zeros_for(&model);
+        wrong.tensors_mut()[0] = Mat::zeros(3, 1);
+        let error = adam.step(&mut model, &wrong).unwrap_err();
+        assert!(error.to_string().contains("2 x 1"), "{error}");
+        assert!(error.to_string().contains("3 x 1"), "{error}");
+
+        let mut larger = Quadratic { w: Mat::zeros(3, 1) };
+        let grads = Gradients::zeros_for(&larger);
+        let error = adam.step(&mut larger, &grads).unwrap_err();
+        assert!(error.to_string().contains("Adam moments"), "{error}");
+        assert_eq!(larger.w, Mat::<f64>::zeros(3, 1));
     }
 
     #[test]

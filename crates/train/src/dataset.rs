@@ -61,10 +61,10 @@ impl<T: Scalar> Dataset<T> {
     /// # Errors
     /// When the range is empty or out of bounds.
     pub fn slice(&self, start: usize, len: usize) -> Result<Self> {
-        if len == 0 || start + len > self.len() {
+        if len == 0 || start.checked_add(len).is_none_or(|end| end > self.len()) {
             return Err(Error::InvalidParameter {
                 name: "sample range end".into(),
-                value: (start + len) as f64,
+                value: start as f64 + len as f64,
                 requirement: format!("must select 1 to {} samples starting at {start}", self.len()),
             });
         }
@@ -102,8 +102,45 @@ impl<T: Scalar> Dataset<T> {
     /// When a file is missing, malformed, of the wrong shape, or the two files
     /// disagree on the number of samples.
     pub fn load(dir: &Path, prefix: &str, data_dim: usize, primal_dim: usize) -> Result<Self> {
-        let data = npy::read_samples_with_dim(&dir.join(format!("{prefix}_d.npy")), data_dim)?;
-        let targets = npy::read_samples_with_dim(&dir.join(format!("{prefix}_x.npy")), primal_dim)?;
+        let data_path = dir.join(format!("{prefix}_d.npy"));
+        let targets_path = dir.join(format!("{prefix}_x.npy"));
+        let data = npy::read_samples_with_dim(&data_path, data_dim)?;
+        let targets = npy::read_samples_with_dim(&targets_path, primal_dim)?;
+        for (path, samples) in [(&data_path, &data), (&targets_path, &targets)] {
+            check_sample_file(path, samples.as_ref())?;
+        }
+        if data.ncols() != targets.ncols() {
+            return Err(Error::InvalidFile {
+                path: targets_path,
+                reason: format!(
+                    "it has {} samples (rows) but {} has {}; both files must have one row per sample",
+                    targets.ncols(),
+                    data_path.display(),
+                    data.ncols()
+                ),
+            });
+        }
         Self::new(data, targets)
     }
+}
+
+/// Checks a samples file read into `samples` (one sample per column) for
+/// emptiness and non-finite entries, naming positions as numpy does: row =
+/// sample, column = entry.
+fn check_sample_file<T: Scalar>(path: &Path, samples: MatRef<'_, T>) -> Result<()> {
+    if samples.ncols() == 0 {
+        return Err(Error::InvalidFile {
+            path: path.to_path_buf(),
+            reason: "it contains no samples (0 rows); a dataset needs at least one".into(),
+        });
+    }
+    if let Some((entry, sample, value)) = optlayer_core::columns::first_non_finite(samples) {
+        return Err(Error::InvalidFile {
+            path: path.to_path_buf(),
+            reason: format!(
+                "row {sample}, column {entry} is {value}; remove or replace NaN and infinite values"
+            ),
+        });
+    }
+    Ok(())
 }

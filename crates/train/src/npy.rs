@@ -1711,8 +1711,10 @@ mod tests {
 
     #[test]
     fn missing_file_is_io_error() {
-        let path = test_dir("missing").join("absent.npy");
+        let dir = test_dir("missing");
+        let path = dir.join("absent.npy");
         let err = read_matrix::<f64>(&path).unwrap_err();
+        fs::remove_dir_all(&dir).unwrap();
         let Error::Io {
             action,
             path: error_path,

@@ -90,7 +90,8 @@ impl<T: Scalar> Prediction<T> {
 /// Runs the forward pass on all columns of `data` in batches of `batch_size`.
 ///
 /// # Errors
-/// When `batch_size` is zero or the layer rejects the data.
+/// When `batch_size` is zero, `options` is invalid, or the layer rejects the
+/// data (wrong row count, no columns, a non-finite entry).
 pub fn predict<T: Scalar, Alg: Splitting<Real = T>>(
     layer: &OptLayer<Alg>,
     data: MatRef<'_, T>,
@@ -104,6 +105,14 @@ pub fn predict<T: Scalar, Alg: Splitting<Real = T>>(
             requirement: "must be at least 1".into(),
         });
     }
+    options.validate()?;
+    optlayer_core::validate::check_rows(
+        "data",
+        data,
+        layer.splitting().data_dim(),
+        "the data dimension of the layer",
+    )?;
+    optlayer_core::validate::check_nonempty("data", data)?;
     let total = data.ncols();
     let mut x = Mat::zeros(layer.splitting().primal_dim(), total);
     let mut samples = Vec::with_capacity(total);
@@ -128,16 +137,23 @@ pub fn evaluate<T: Scalar, Alg: Splitting<Real = T>>(
     batch_size: usize,
     options: &ForwardOptions,
 ) -> Result<(f64, Prediction<T>)> {
-    check_targets(layer, dataset)?;
+    check_dataset(layer, dataset)?;
     let prediction = predict(layer, dataset.data(), batch_size, options)?;
     let error = mse(prediction.x.as_ref(), dataset.targets()).to_f64_lossless();
     Ok((error, prediction))
 }
 
-fn check_targets<T: Scalar, Alg: Splitting<Real = T>>(
+/// Checks that a dataset's data and targets have the layer's dimensions.
+fn check_dataset<T: Scalar, Alg: Splitting<Real = T>>(
     layer: &OptLayer<Alg>,
     dataset: &Dataset<T>,
 ) -> Result<()> {
+    optlayer_core::validate::check_rows(
+        "dataset data",
+        dataset.data(),
+        layer.splitting().data_dim(),
+        "the data dimension of the layer",
+    )?;
     optlayer_core::validate::check_rows(
         "dataset targets",
         dataset.targets(),
@@ -200,9 +216,9 @@ impl<T: Scalar> Trainer<T> {
         train: &Dataset<T>,
         test: Option<&Dataset<T>>,
     ) -> Result<EpochReport> {
-        check_targets(layer, train)?;
+        check_dataset(layer, train)?;
         if let Some(test) = test {
-            check_targets(layer, test)?;
+            check_dataset(layer, test)?;
         }
         let started = Instant::now();
         let splitting = layer.splitting();

@@ -108,8 +108,13 @@ impl<T: Scalar> LearnableDense<T> {
                 reason: format!("the norm estimate is {norm}; the matrix must be nonzero and finite"),
             });
         }
-        let inv = norm.recip();
-        faer::zip!(self.matrix.as_mut()).for_each(|faer::unzip!(v)| *v *= inv);
+        // A matrix already at unit norm, within the accuracy of the estimate,
+        // is left as it is, so normalizing twice changes nothing.
+        let accuracy = T::lit(100.0 * rel_tol).max(T::lit(16.0) * T::epsilon());
+        if (norm - T::one()).abs() > accuracy {
+            let inv = norm.recip();
+            faer::zip!(self.matrix.as_mut()).for_each(|faer::unzip!(v)| *v *= inv);
+        }
         self.power_vector = Some(vector);
         Ok(())
     }
