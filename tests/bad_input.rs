@@ -472,3 +472,16 @@ fn zero_operator_does_not_freeze_norm_estimate() {
     assert!(matches!(error, Error::StepCondition { .. }), "{error}");
     assert_eq!(splitting.param(0).to_owned(), Mat::<f64>::zeros(5, 5));
 }
+
+#[test]
+fn dataset_beyond_f32_range_rejected() {
+    let mut data = Mat::<f64>::zeros(3, 2);
+    data[(1, 1)] = 1e39;
+    let dataset = Dataset::new(data, Mat::<f64>::zeros(6, 2)).unwrap();
+    let error = optlayer::problems::sparse_inverse::cast_dataset::<f32>(&dataset)
+        .map(|_| ())
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("1e39"), "{message}");
+    assert!(message.contains("use f64"), "{message}");
+}

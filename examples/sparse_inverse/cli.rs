@@ -101,8 +101,8 @@ pub struct Args {
     #[arg(long)]
     pub out: Option<PathBuf>,
 
-    /// Read A.npy, train_d.npy, train_x.npy, test_d.npy and test_x.npy from this folder
-    /// (one sample per row) instead of generating data; the files define n, m and the sample counts.
+    /// Read A.npy, train_d.npy, train_x.npy, test_d.npy and test_x.npy (one sample per row)
+    /// from this folder instead of generating data. The files define n, m and the sample counts.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
 
