@@ -233,7 +233,7 @@ impl optlayer::Splitting for AffineMap {
         _: faer::MatRef<'_, f64>,
         data: faer::MatRef<'_, f64>,
         cotangent: faer::MatRef<'_, f64>,
-        _: &mut [Mat<f64>],
+        _: Option<&mut [Mat<f64>]>,
         _: faer::Par,
         _: &mut faer::dyn_stack::MemStack,
     ) {

@@ -99,7 +99,7 @@ impl<T: Scalar, Alg: Splitting<Real = T>> FixedPointJfb for OptLayer<Alg> {
             forward.state.as_ref(),
             data,
             cotangent.as_ref(),
-            grads.tensors_mut(),
+            Some(grads.tensors_mut()),
             par,
             stack,
         );

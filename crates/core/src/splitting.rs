@@ -101,9 +101,10 @@ pub trait Splitting: Parameterized<Self::Real> + Send + Sync {
     ///
     /// With `c = cotangent` on `z⁺ = T(z; d)`, writes `z_bar = (∂T/∂z)ᵀ c` when
     /// `z_bar` is given, and adds `(∂T/∂Θ)ᵀ c`, summed over the batch, to
-    /// `grads` (the splitting's gradients in parameter order). Jacobian-free
-    /// backpropagation passes `None` for `z_bar` because it needs only the
-    /// parameter gradient.
+    /// `grads` when it is given (the splitting's gradients in parameter
+    /// order). Jacobian-free backpropagation needs only the parameter
+    /// gradient and passes `None` for `z_bar`; an iterative adjoint solve needs
+    /// only the state part and passes `None` for `grads`.
     #[allow(clippy::too_many_arguments)]
     fn step_vjp(
         &self,
@@ -111,7 +112,7 @@ pub trait Splitting: Parameterized<Self::Real> + Send + Sync {
         z: MatRef<'_, Self::Real>,
         data: MatRef<'_, Self::Real>,
         cotangent: MatRef<'_, Self::Real>,
-        grads: &mut [Mat<Self::Real>],
+        grads: Option<&mut [Mat<Self::Real>]>,
         par: Par,
         stack: &mut MemStack,
     );

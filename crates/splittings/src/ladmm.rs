@@ -536,10 +536,13 @@ impl<T: Scalar> Splitting for LinearizedAdmm<T> {
         z: MatRef<'_, T>,
         data: MatRef<'_, T>,
         cotangent: MatRef<'_, T>,
-        grads: &mut [Mat<T>],
+        grads: Option<&mut [Mat<T>]>,
         par: Par,
         stack: &mut MemStack,
     ) {
+        if z_bar.is_none() && grads.is_none() {
+            return;
+        }
         let batch = z.ncols();
         let n = self.primal_dim;
         let (alpha, beta, lambda) = (self.alpha, self.beta, self.lambda);
@@ -564,9 +567,15 @@ impl<T: Scalar> Splitting for LinearizedAdmm<T> {
         let mut grads = grads;
         for (block, &offset) in self.blocks.iter().zip(&self.offsets) {
             let r = block.operator.nrows();
-            let (op_grads, tail) = split_grads(grads, block.operator.param_count());
-            let (prox_grads, tail) = split_grads(tail, block.prox.param_count());
-            grads = tail;
+            let (mut op_grads, mut prox_grads) = match grads.take() {
+                Some(all) => {
+                    let (op, tail) = split_grads(all, block.operator.param_count());
+                    let (prox, tail) = split_grads(tail, block.prox.param_count());
+                    grads = Some(tail);
+                    (Some(op), Some(prox))
+                }
+                None => (None, None),
+            };
 
             let p = z.subrows(offset, r);
             let nu = z.subrows(offset + r, r);
@@ -601,9 +610,11 @@ impl<T: Scalar> Splitting for LinearizedAdmm<T> {
                 .for_each(|faer::unzip!(w, nu, kx, pn)| *w = *nu + two * alpha * (*kx - *pn));
 
             // x⁺ = x − β Kᵀ w: the parameter term and w̄ = −β K x̄⁺.
-            block
-                .operator
-                .accumulate_grad_adjoint(op_grads, -beta, x_next_bar, w.rb(), par);
+            if let Some(g) = op_grads.as_deref_mut() {
+                block
+                    .operator
+                    .accumulate_grad_adjoint(g, -beta, x_next_bar, w.rb(), par);
+            }
             block
                 .operator
                 .apply(w_bar.rb_mut(), Accum::Replace, -beta, x_next_bar, par, stack);
@@ -618,14 +629,18 @@ impl<T: Scalar> Splitting for LinearizedAdmm<T> {
             block
                 .prox
                 .prox_vjp(v_bar.rb_mut(), v.rb(), lambda, data, p_next_total.rb());
-            block
-                .prox
-                .accumulate_grad(prox_grads, v.rb(), lambda, data, p_next_total.rb());
+            if let Some(g) = prox_grads.as_deref_mut() {
+                block
+                    .prox
+                    .accumulate_grad(g, v.rb(), lambda, data, p_next_total.rb());
+            }
 
             // v = (1 − λα) p + λ ν + λα Kx and ν⁺: the cotangent on Kx, stored in kx.
             faer::zip!(kx.rb_mut(), nu_next_total.rb(), v_bar.rb())
                 .for_each(|faer::unzip!(a, nt, vb)| *a = alpha * *nt + lambda * alpha * *vb);
-            block.operator.accumulate_grad(op_grads, one, kx.rb(), x, par);
+            if let Some(g) = op_grads.as_deref_mut() {
+                block.operator.accumulate_grad(g, one, kx.rb(), x, par);
+            }
 
             if let (Some(xb), Some(rb)) = (x_bar.as_mut(), rest_bar.as_mut()) {
                 block

@@ -144,7 +144,8 @@ fn step_loss<S: Splitting<Real = f64>>(
 }
 
 /// Checks the state part of [`Splitting::step_vjp`]: `(∂T/∂z)ᵀ c` against
-/// central differences of `⟨c, T(z)⟩` in every entry of `z`.
+/// central differences of `⟨c, T(z)⟩` in every entry of `z`. The product is
+/// computed without parameter gradients (`grads = None`).
 pub fn check_step_vjp_state<S: Splitting<Real = f64>>(
     s: &S,
     z: MatRef<'_, f64>,
@@ -153,17 +154,13 @@ pub fn check_step_vjp_state<S: Splitting<Real = f64>>(
     opts: &FdOptions,
 ) -> GradientCheck {
     let mut z_bar = Mat::zeros(z.nrows(), z.ncols());
-    let mut grads: Vec<Mat<f64>> = (0..s.param_count())
-        .map(|i| s.param_info(i))
-        .map(|p| Mat::zeros(p.nrows, p.ncols))
-        .collect();
     let mut buffer = MemBuffer::new(s.step_vjp_scratch(z.ncols(), Par::Seq));
     s.step_vjp(
         Some(z_bar.as_mut()),
         z,
         data,
         cotangent,
-        &mut grads,
+        None,
         Par::Seq,
         MemStack::new(&mut buffer),
     );
@@ -193,7 +190,8 @@ pub fn check_step_vjp_state<S: Splitting<Real = f64>>(
 }
 
 /// Checks the parameter part of [`Splitting::step_vjp`]: `(∂T/∂Θ)ᵀ c`
-/// against central differences of `⟨c, T(z)⟩` in every parameter entry.
+/// against central differences of `⟨c, T(z)⟩` in every parameter entry. The
+/// product is computed without the state part (`z_bar = None`).
 ///
 /// Parameters are perturbed in place through
 /// [`param_mut`](optlayer_core::Parameterized::param_mut) and restored, without
@@ -216,7 +214,7 @@ pub fn check_step_vjp_params<S: Splitting<Real = f64>>(
         z,
         data,
         cotangent,
-        &mut grads,
+        Some(&mut grads),
         Par::Seq,
         MemStack::new(&mut buffer),
     );
