@@ -629,7 +629,7 @@ impl<T: Scalar> Splitting for LinearizedAdmm<T> {
             block
                 .prox
                 .prox_vjp(v_bar.rb_mut(), v.rb(), lambda, data, p_next_total.rb());
-            if let Some(g) = prox_grads.as_deref_mut() {
+            if let Some(g) = prox_grads {
                 block
                     .prox
                     .accumulate_grad(g, v.rb(), lambda, data, p_next_total.rb());
@@ -638,7 +638,7 @@ impl<T: Scalar> Splitting for LinearizedAdmm<T> {
             // v = (1 − λα) p + λ ν + λα Kx and ν⁺: the cotangent on Kx, stored in kx.
             faer::zip!(kx.rb_mut(), nu_next_total.rb(), v_bar.rb())
                 .for_each(|faer::unzip!(a, nt, vb)| *a = alpha * *nt + lambda * alpha * *vb);
-            if let Some(g) = op_grads.as_deref_mut() {
+            if let Some(g) = op_grads {
                 block.operator.accumulate_grad(g, one, kx.rb(), x, par);
             }
 
