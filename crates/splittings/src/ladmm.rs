@@ -567,7 +567,7 @@ impl<T: Scalar> Splitting for LinearizedAdmm<T> {
         let mut grads = grads;
         for (block, &offset) in self.blocks.iter().zip(&self.offsets) {
             let r = block.operator.nrows();
-            let (mut op_grads, mut prox_grads) = match grads.take() {
+            let (mut op_grads, prox_grads) = match grads.take() {
                 Some(all) => {
                     let (op, tail) = split_grads(all, block.operator.param_count());
                     let (prox, tail) = split_grads(tail, block.prox.param_count());
