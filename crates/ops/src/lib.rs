@@ -5,12 +5,13 @@
 //! optionally kept at unit spectral norm) and [`Identity`].
 //!
 //! Proximal maps implement [`Prox`](optlayer_core::Prox), each with its
-//! vector-Jacobian product: [`L1Norm`] (soft-thresholding, scalar or per-entry
-//! weights), [`IndicatorPoint`] (the projection onto one point, from the data
-//! batch or fixed) and [`Zero`] (the identity).
+//! vector-Jacobian product: [`L1Norm`] (soft-thresholding, scalar, per-entry
+//! or learnable weights), [`SquaredL2`] (scaling), [`Simplex`] (projection
+//! onto the probability simplex), [`IndicatorPoint`] (the projection onto one
+//! point, from the data batch or fixed) and [`Zero`] (the identity).
 
 mod operators;
 mod prox;
 
 pub use operators::{Dense, Identity, LearnableDense, Normalization};
-pub use prox::{IndicatorPoint, L1Norm, PointSource, Zero};
+pub use prox::{IndicatorPoint, L1Norm, PointSource, Simplex, SquaredL2, Zero};

@@ -3,8 +3,10 @@
 
 use faer::{Mat, mat};
 use optlayer_core::{Operator, Parameterized};
-use optlayer_ops::{Dense, Identity, IndicatorPoint, L1Norm, LearnableDense, Normalization, Zero};
-use optlayer_testing::fd::{FdOptions, check_operator_grads, check_prox_vjp, dot_test};
+use optlayer_ops::{
+    Dense, Identity, IndicatorPoint, L1Norm, LearnableDense, Normalization, Simplex, SquaredL2, Zero,
+};
+use optlayer_testing::fd::{FdOptions, check_operator_grads, check_prox_grads, check_prox_vjp, dot_test};
 use optlayer_testing::random::gaussian;
 use proptest::prelude::*;
 
@@ -49,6 +51,33 @@ proptest! {
         let weights: Vec<f64> = (0..dim).map(|i| (i % 3) as f64 * 0.4).collect();
         let per_entry = L1Norm::with_weights(weights).unwrap();
         let check = check_prox_vjp(&per_entry, v.as_ref(), gamma, no_data.as_ref(), c.as_ref(), &FdOptions::default());
+        prop_assert!(check.rel_error < 1e-8, "{check:?}");
+    }
+
+    #[test]
+    fn simplex_and_squared_vjps_match_finite_differences(
+        dim in 2usize..10, batch in 1usize..4, gamma in 0.0f64..2.0, seed in 0u64..10_000,
+    ) {
+        let v = gaussian(dim, batch, seed);
+        let c = gaussian(dim, batch, seed + 1);
+        let no_data = Mat::<f64>::zeros(0, batch);
+        // A projection onto a vertex is locally constant, so the differences may all be zero.
+        let check = check_prox_vjp(&Simplex, v.as_ref(), gamma, no_data.as_ref(), c.as_ref(), &FdOptions::default());
+        prop_assert!(check.rel_error < 1e-8, "{check:?}");
+        let squared = SquaredL2::new(0.8).unwrap();
+        let check = check_prox_vjp(&squared, v.as_ref(), gamma, no_data.as_ref(), c.as_ref(), &FdOptions::default());
+        prop_assert!(check.rel_error < 1e-8, "{check:?}");
+    }
+
+    #[test]
+    fn learnable_l1_weight_gradient_matches_finite_differences(
+        dim in 1usize..10, batch in 1usize..4, gamma in 0.1f64..2.0, weight in 0.0f64..1.0, seed in 0u64..10_000,
+    ) {
+        let v = gaussian(dim, batch, seed);
+        let c = gaussian(dim, batch, seed + 1);
+        let no_data = Mat::<f64>::zeros(0, batch);
+        let mut prox = L1Norm::learnable("lambda", weight).unwrap();
+        let check = check_prox_grads(&mut prox, v.as_ref(), gamma, no_data.as_ref(), c.as_ref(), &FdOptions::default());
         prop_assert!(check.rel_error < 1e-8, "{check:?}");
     }
 

@@ -286,6 +286,51 @@ pub fn check_prox_vjp<P: Prox<f64> + ?Sized>(
     acc.finish()
 }
 
+/// Checks [`Prox::accumulate_grad`] against central differences of
+/// `⟨c, prox_{γg}(v)⟩` in every parameter entry of the prox.
+pub fn check_prox_grads<P: Prox<f64>>(
+    prox: &mut P,
+    v: MatRef<'_, f64>,
+    gamma: f64,
+    data: MatRef<'_, f64>,
+    cotangent: MatRef<'_, f64>,
+    opts: &FdOptions,
+) -> GradientCheck {
+    let value = |prox: &P| {
+        let mut out = Mat::zeros(v.nrows(), v.ncols());
+        prox.prox(out.as_mut(), v, gamma, data);
+        inner(cotangent, out.as_ref())
+    };
+    let mut grads: Vec<Mat<f64>> = (0..prox.param_count())
+        .map(|i| prox.param_info(i))
+        .map(|p| Mat::zeros(p.nrows, p.ncols))
+        .collect();
+    prox.accumulate_grad(&mut grads, v, gamma, data, cotangent);
+    let center = value(prox);
+    let mut acc = Accumulator::new();
+    for (p, grad) in grads.iter().enumerate() {
+        for j in 0..grad.ncols() {
+            for i in 0..grad.nrows() {
+                let original = prox.param(p)[(i, j)];
+                prox.param_mut(p)[(i, j)] = original + opts.eps;
+                let plus = value(prox);
+                prox.param_mut(p)[(i, j)] = original - opts.eps;
+                let minus = value(prox);
+                prox.param_mut(p)[(i, j)] = original;
+                acc.record(
+                    || format!("parameter {p} entry ({i}, {j})"),
+                    minus,
+                    center,
+                    plus,
+                    grad[(i, j)],
+                    opts,
+                );
+            }
+        }
+    }
+    acc.finish()
+}
+
 /// Checks [`Operator::accumulate_grad`] and
 /// [`Operator::accumulate_grad_adjoint`] against central differences of
 /// `⟨G, K X⟩ + ⟨H, Kᵀ Y⟩` in every parameter entry.

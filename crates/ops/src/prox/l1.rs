@@ -1,12 +1,13 @@
-use faer::{MatMut, MatRef};
+use faer::{Mat, MatMut, MatRef};
 use optlayer_core::validate::check_nonnegative;
-use optlayer_core::{Error, Parameterized, Prox, Result, Scalar};
+use optlayer_core::{Error, ParamInfo, Parameterized, Prox, Result, Scalar};
 
 /// The weighted ℓ1 norm `g(x) = Σ_i w_i |x_i|`, whose prox is soft-thresholding:
 /// `prox_{γg}(v)_i = sign(v_i) · max(|v_i| − γ w_i, 0)`.
 ///
-/// Weights are one scalar for every entry or one per entry. A zero weight
-/// leaves its entry unregularized.
+/// Weights are one scalar for every entry, one per entry, or one learnable
+/// scalar shared by every entry and sample (a 1 x 1 parameter whose gradient
+/// is summed over the batch). A zero weight leaves its entry unregularized.
 ///
 /// Derivative convention, used identically by the map and its
 /// vector-Jacobian product: with threshold `t = γ w_i`, the derivative is 1
@@ -21,6 +22,7 @@ pub struct L1Norm<T: Scalar> {
 enum Weights<T> {
     Scalar(T),
     PerEntry(Vec<T>),
+    Learnable { name: String, value: Mat<T> },
 }
 
 impl<T: Scalar> L1Norm<T> {
@@ -54,10 +56,37 @@ impl<T: Scalar> L1Norm<T> {
         })
     }
 
+    /// Creates `g(x) = λ · ‖x‖₁` with `λ` the learnable parameter `name`,
+    /// starting at `weight`.
+    ///
+    /// After each update a negative `λ` is set to zero, the nearest valid
+    /// weight.
+    ///
+    /// # Errors
+    /// When `weight` is negative or not finite.
+    pub fn learnable(name: impl Into<String>, weight: T) -> Result<Self> {
+        check_nonnegative("l1 weight", weight)?;
+        Ok(Self {
+            weights: Weights::Learnable {
+                name: name.into(),
+                value: Mat::from_fn(1, 1, |_, _| weight),
+            },
+        })
+    }
+
+    /// Returns the weight shared by every entry, if there is one.
+    fn shared_weight(&self) -> Option<T> {
+        match &self.weights {
+            Weights::Scalar(w) => Some(*w),
+            Weights::Learnable { value, .. } => Some(value[(0, 0)]),
+            Weights::PerEntry(_) => None,
+        }
+    }
+
     fn threshold(&self, row: usize, gamma: T) -> T {
         match &self.weights {
-            Weights::Scalar(w) => gamma * *w,
             Weights::PerEntry(w) => gamma * w[row],
+            _ => gamma * self.shared_weight().unwrap_or_else(T::zero),
         }
     }
 }
@@ -74,23 +103,69 @@ fn shrink<T: Scalar>(v: T, t: T) -> T {
     }
 }
 
-impl<T: Scalar> Parameterized<T> for L1Norm<T> {}
+impl<T: Scalar> Parameterized<T> for L1Norm<T> {
+    fn param_count(&self) -> usize {
+        usize::from(matches!(self.weights, Weights::Learnable { .. }))
+    }
+
+    fn param_info(&self, index: usize) -> ParamInfo {
+        match &self.weights {
+            Weights::Learnable { name, .. } if index == 0 => ParamInfo {
+                name: name.clone(),
+                nrows: 1,
+                ncols: 1,
+            },
+            _ => panic!("parameter index {index} out of range for this l1 norm"),
+        }
+    }
+
+    fn param(&self, index: usize) -> MatRef<'_, T> {
+        match &self.weights {
+            Weights::Learnable { value, .. } if index == 0 => value.as_ref(),
+            _ => panic!("parameter index {index} out of range for this l1 norm"),
+        }
+    }
+
+    fn param_mut(&mut self, index: usize) -> MatMut<'_, T> {
+        match &mut self.weights {
+            Weights::Learnable { value, .. } if index == 0 => value.as_mut(),
+            _ => panic!("parameter index {index} out of range for this l1 norm"),
+        }
+    }
+
+    fn after_param_update(&mut self) -> Result<()> {
+        if let Weights::Learnable { name, value } = &mut self.weights {
+            let w = value[(0, 0)];
+            if w.is_nan() || w.is_infinite() {
+                return Err(Error::NonFiniteGradient {
+                    what: "parameter".into(),
+                    param: name.clone(),
+                    row: 0,
+                    col: 0,
+                    value: w.to_f64_lossless(),
+                });
+            }
+            value[(0, 0)] = w.max(T::zero());
+        }
+        Ok(())
+    }
+}
 
 impl<T: Scalar> Prox<T> for L1Norm<T> {
     fn dim(&self) -> Option<usize> {
         match &self.weights {
-            Weights::Scalar(_) => None,
             Weights::PerEntry(w) => Some(w.len()),
+            _ => None,
         }
     }
 
     fn prox(&self, mut out: MatMut<'_, T>, v: MatRef<'_, T>, gamma: T, _data: MatRef<'_, T>) {
-        match &self.weights {
-            Weights::Scalar(w) => {
-                let t = gamma * *w;
+        match self.shared_weight() {
+            Some(w) => {
+                let t = gamma * w;
                 faer::zip!(out, v).for_each(|faer::unzip!(o, v)| *o = shrink(*v, t));
             }
-            Weights::PerEntry(_) => {
+            None => {
                 for col in 0..v.ncols() {
                     for row in 0..v.nrows() {
                         out[(row, col)] = shrink(v[(row, col)], self.threshold(row, gamma));
@@ -115,12 +190,12 @@ impl<T: Scalar> Prox<T> for L1Norm<T> {
                 T::zero()
             }
         };
-        match &self.weights {
-            Weights::Scalar(w) => {
-                let t = gamma * *w;
+        match self.shared_weight() {
+            Some(w) => {
+                let t = gamma * w;
                 faer::zip!(v_bar, v, cotangent).for_each(|faer::unzip!(o, v, c)| *o = pass(*v, t, *c));
             }
-            Weights::PerEntry(_) => {
+            None => {
                 for col in 0..v.ncols() {
                     for row in 0..v.nrows() {
                         v_bar[(row, col)] =
@@ -129,6 +204,32 @@ impl<T: Scalar> Prox<T> for L1Norm<T> {
                 }
             }
         }
+    }
+
+    /// Adds `∂⟨c, prox(v)⟩/∂λ = −γ Σ sign(v_i) c_i` over the entries with
+    /// `|v_i| > γλ`, summed over the batch, when the weight is learnable.
+    fn accumulate_grad(
+        &self,
+        grads: &mut [Mat<T>],
+        v: MatRef<'_, T>,
+        gamma: T,
+        _data: MatRef<'_, T>,
+        cotangent: MatRef<'_, T>,
+    ) {
+        let Weights::Learnable { value, .. } = &self.weights else {
+            return;
+        };
+        let t = gamma * value[(0, 0)];
+        let mut sum = T::zero();
+        for col in 0..v.ncols() {
+            for row in 0..v.nrows() {
+                let entry = v[(row, col)];
+                if entry.abs() > t {
+                    sum -= gamma * entry.signum() * cotangent[(row, col)];
+                }
+            }
+        }
+        grads[0][(0, 0)] += sum;
     }
 }
 
@@ -187,6 +288,40 @@ mod tests {
     fn per_entry_weights_with_zero_weight() {
         let prox = L1Norm::with_weights(vec![0.0, 1.0, 2.0]).unwrap();
         assert_eq!(apply(&prox, &[0.5, 0.5, 3.0], 1.0), vec![0.5, 0.0, 1.0]);
+    }
+
+    #[test]
+    fn learnable_weight_gradient_sums_over_batch() {
+        // Shared λ = 0.5 on the batch [1, −2], [0.2, 0.7], [−0.1, 3] with
+        // loss = sum of outputs: outputs [0.5, −1.5], [0, 0.2], [0, 2.5], and
+        // ∂loss/∂λ = −1 + 1 − 1 − 1 = −2.
+        let prox = L1Norm::learnable("lambda", 0.5).unwrap();
+        let v = Mat::from_fn(2, 3, |i, j| [[1.0, -2.0], [0.2, 0.7], [-0.1, 3.0]][j][i]);
+        let mut out = Mat::zeros(2, 3);
+        let no_data = Mat::<f64>::zeros(0, 3);
+        prox.prox(out.as_mut(), v.as_ref(), 1.0, no_data.as_ref());
+        let expected = Mat::from_fn(2, 3, |i, j| [[0.5, -1.5], [0.0, 0.2], [0.0, 2.5]][j][i]);
+        assert!((&out - &expected).norm_max() < 1e-15, "{out:?}");
+        let mut grads = vec![Mat::<f64>::zeros(1, 1)];
+        prox.accumulate_grad(
+            &mut grads,
+            v.as_ref(),
+            1.0,
+            no_data.as_ref(),
+            Mat::from_fn(2, 3, |_, _| 1.0).as_ref(),
+        );
+        assert_eq!(grads[0].shape(), (1, 1));
+        assert!((grads[0][(0, 0)] + 2.0).abs() < 1e-15, "{:?}", grads[0]);
+    }
+
+    #[test]
+    fn learnable_weight_projected_to_nonnegative() {
+        let mut prox = L1Norm::learnable("lambda", 0.5).unwrap();
+        prox.param_mut(0)[(0, 0)] = -0.25;
+        prox.after_param_update().unwrap();
+        assert_eq!(prox.param(0)[(0, 0)], 0.0);
+        prox.param_mut(0)[(0, 0)] = f64::NAN;
+        assert!(prox.after_param_update().is_err());
     }
 
     #[test]
