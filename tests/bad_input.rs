@@ -245,6 +245,7 @@ fn dataset_of_wrong_dimension_for_training() {
         seed: 0,
         forward: options.clone(),
         eval_forward: options,
+        ..TrainConfig::default()
     };
     let mut trainer = Trainer::new(config, optimizer).unwrap();
     let dataset = Dataset::new(Mat::<f64>::zeros(3, 4), Mat::<f64>::zeros(7, 4)).unwrap();
@@ -265,6 +266,7 @@ fn zero_batch_size_rejected() {
         seed: 0,
         forward: options.clone(),
         eval_forward: options,
+        ..TrainConfig::default()
     };
     let error = Trainer::new(config, optimizer).map(|_| ()).unwrap_err();
     assert!(error.to_string().contains("batch size"), "{error}");
@@ -349,6 +351,7 @@ fn dataset_data_of_wrong_dimension_for_training() {
         seed: 0,
         forward: options.clone(),
         eval_forward: options,
+        ..TrainConfig::default()
     };
     let mut trainer = Trainer::new(config, optimizer).unwrap();
     let dataset = Dataset::new(Mat::<f64>::zeros(5, 4), Mat::<f64>::zeros(6, 4)).unwrap();

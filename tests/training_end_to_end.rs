@@ -46,6 +46,7 @@ fn training_beats_least_squares_small_problem() {
         seed: 1,
         forward: forward.clone(),
         eval_forward: forward.clone(),
+        ..TrainConfig::default()
     };
     let mut trainer = Trainer::new(train_config, optimizer).unwrap();
     let reports = trainer
@@ -79,4 +80,67 @@ fn training_beats_least_squares_small_problem() {
     );
     assert!(reports.last().unwrap().train_mse < reports[0].train_mse);
     assert_eq!(prediction.count(optlayer::Status::NonFinite), 0);
+}
+
+#[test]
+fn training_reports_contraction_and_falls_back() {
+    use optlayer::train::ContractionCheck;
+    use optlayer::{AdjointSolver, GradientMode, ImplicitOptions};
+    let config = SparseInverseConfig {
+        n: 30,
+        m: 15,
+        r: 6,
+        train_samples: 200,
+        test_samples: 50,
+        seed: 8,
+        ..SparseInverseConfig::default()
+    };
+    let problem = SparseInverseProblem::generate(&config).unwrap();
+    let forward = ForwardOptions::new(100, 1e-6);
+    let model = build_model::<f64>(&problem.theta0, &problem.a, problem.reference_steps().unwrap()).unwrap();
+    let mut layer = OptLayer::new(model, forward.clone()).unwrap();
+    let optimizer = Adam::new(
+        AdamConfig {
+            learning_rate: 1e-3,
+            ..AdamConfig::default()
+        },
+        &layer,
+    )
+    .unwrap();
+    let fallback = GradientMode::Implicit(ImplicitOptions {
+        solver: AdjointSolver::BiCgStab,
+        max_iters: 200,
+        rtol: 1e-3,
+        allow_unconverged_forward: true,
+    });
+    // A threshold-free check: every batch is estimated, and batches at or above 1 fall back.
+    let train_config = TrainConfig {
+        epochs: 1,
+        batch_size: 50,
+        forward: forward.clone(),
+        eval_forward: forward,
+        gradient: GradientMode::Truncated { steps: 2 },
+        contraction: Some(ContractionCheck {
+            iters: 8,
+            fallback: Some(fallback),
+        }),
+        ..TrainConfig::default()
+    };
+    let mut trainer = Trainer::new(train_config, optimizer).unwrap();
+    let result = trainer.run_epoch(&mut layer, &problem.train, None);
+    match result {
+        Ok(report) => {
+            let max = report.contraction_max.unwrap();
+            let mean = report.contraction_mean.unwrap();
+            assert!(max.is_finite() && max > 0.0, "{report:?}");
+            assert!(mean <= max);
+            assert!(report.fallbacks <= 4);
+        }
+        // The fallback's adjoint solve may fail at an unconverged point; the
+        // failure must be the typed error, not a NaN update.
+        Err(error) => assert!(
+            matches!(error, optlayer::Error::AdjointSolveFailed { .. }),
+            "{error}"
+        ),
+    }
 }

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
 use optlayer::problems::sparse_inverse::SparseInverseConfig;
-use optlayer::train::{AdamConfig, TrainConfig};
-use optlayer::{Error, ForwardOptions};
+use optlayer::train::{AdamConfig, ContractionCheck, TrainConfig};
+use optlayer::{AdjointSolver, Error, ForwardOptions, GradientMode, ImplicitOptions};
 use serde::Serialize;
 
 /// A named group of default settings; explicit flags override it.
@@ -110,6 +110,28 @@ pub struct Args {
     #[arg(long)]
     pub theta_init: Option<PathBuf>,
 
+    /// Gradient mode for training: jfb, truncated:K, unrolled, implicit or implicit:bicgstab.
+    #[arg(long, default_value = "jfb")]
+    pub grad: String,
+
+    /// Memory limit in MiB for the iterates stored by --grad unrolled or truncated:K [default: no limit].
+    #[arg(long)]
+    pub memory_limit_mib: Option<usize>,
+
+    /// Estimate the contraction factor at every training step with this many power iterations (0: off).
+    #[arg(long, default_value_t = 0)]
+    pub contraction_iters: usize,
+
+    /// With --contraction-iters, compute the gradient of a batch whose estimate is 1 or more
+    /// by implicit differentiation (BiCGSTAB) instead of the --grad mode.
+    #[arg(long)]
+    pub fallback_implicit: bool,
+
+    /// Before training, compare every gradient mode with finite differences on the first
+    /// batch and print the table.
+    #[arg(long)]
+    pub audit: bool,
+
     /// Print only the summary table.
     #[arg(long)]
     pub quiet: bool,
@@ -139,6 +161,12 @@ pub struct Settings {
     pub out: PathBuf,
     pub data_dir: Option<PathBuf>,
     pub theta_init: Option<PathBuf>,
+    /// The gradient mode's label.
+    pub grad: String,
+    pub memory_limit_mib: Option<usize>,
+    pub contraction_iters: usize,
+    pub fallback_implicit: bool,
+    pub audit: bool,
     pub quiet: bool,
 }
 
@@ -170,6 +198,34 @@ impl Settings {
         }
     }
 
+    /// Returns the gradient mode, with the memory limit applied.
+    pub fn gradient_mode(&self) -> GradientMode {
+        let limit = self.memory_limit_mib.map(|mib| mib.saturating_mul(1 << 20));
+        match GradientMode::parse(&self.grad).unwrap_or(GradientMode::Jfb) {
+            GradientMode::Unrolled { steps, .. } => GradientMode::Unrolled {
+                steps,
+                memory_limit_bytes: limit,
+            },
+            GradientMode::Implicit(options) => GradientMode::Implicit(ImplicitOptions {
+                allow_unconverged_forward: true,
+                ..options
+            }),
+            other => other,
+        }
+    }
+
+    /// Returns the implicit mode used as a fallback and in the audit: BiCGSTAB,
+    /// allowed at unconverged forward passes, which training runs to the
+    /// iteration limit.
+    pub fn implicit_mode() -> GradientMode {
+        GradientMode::Implicit(ImplicitOptions {
+            solver: AdjointSolver::BiCgStab,
+            max_iters: 500,
+            rtol: 1e-4,
+            allow_unconverged_forward: true,
+        })
+    }
+
     /// Returns the training settings.
     pub fn train_config(&self) -> TrainConfig {
         TrainConfig {
@@ -178,6 +234,11 @@ impl Settings {
             seed: self.seed,
             forward: self.train_forward(),
             eval_forward: self.train_forward(),
+            gradient: self.gradient_mode(),
+            contraction: (self.contraction_iters > 0).then(|| ContractionCheck {
+                iters: self.contraction_iters,
+                fallback: self.fallback_implicit.then(Self::implicit_mode),
+            }),
         }
     }
 
@@ -290,6 +351,11 @@ impl Args {
             out,
             data_dir: self.data_dir.clone(),
             theta_init: self.theta_init.clone(),
+            grad: GradientMode::parse(&self.grad)?.label(),
+            memory_limit_mib: self.memory_limit_mib,
+            contraction_iters: self.contraction_iters,
+            fallback_implicit: self.fallback_implicit,
+            audit: self.audit,
             quiet: self.quiet,
         })
     }

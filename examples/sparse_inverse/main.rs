@@ -21,11 +21,16 @@ use optlayer::problems::sparse_inverse::{
 };
 use optlayer::splittings::LinearizedAdmm;
 use optlayer::train::{Adam, Dataset, Trainer, evaluate, npy};
-use optlayer::{Error, ForwardOptions, OptLayer, Parameterized, Scalar, Splitting, find_param};
+use optlayer::{
+    AuditOptions, Error, ForwardOptions, GradientAudit, GradientMode, OptLayer, Parameterized, Scalar,
+    Splitting, find_param,
+};
 
 use cli::{Args, Precision, Settings};
 use output::Staging;
-use report::{DepthStats, EpochEntry, LeastSquaresResult, ModelResult, Report, Steps, TestReport};
+use report::{
+    AuditEntry, DepthStats, EpochEntry, LeastSquaresResult, ModelResult, Report, Steps, TestReport,
+};
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -181,14 +186,24 @@ fn run<T: Scalar>(settings: &Settings) -> Result<(), Error> {
     let least_squares = evaluate_least_squares(&a, &test)?;
     let untrained = evaluate_depths(&layer, &a, &test, settings, &train_forward, &test_forward)?;
 
+    let audit = if settings.audit {
+        Some(run_audit(&mut layer, &train, settings)?)
+    } else {
+        None
+    };
+
     let optimizer = Adam::new(settings.adam_config(), &layer)?;
     let mut trainer = Trainer::new(settings.train_config(), optimizer)?;
     let mut epochs = Vec::new();
     trainer.fit(&mut layer, &train, Some(&test), |report| {
+        let contraction = match report.contraction_max {
+            Some(max) => format!("  contraction ≤ {max:.3} ({} fallbacks)", report.fallbacks),
+            None => String::new(),
+        };
         log(
             settings,
             format!(
-                "epoch {:>3}  train MSE {:.4e}  test MSE {:.4e}  iterations {:>6.1}  {:.1} s",
+                "epoch {:>3}  train MSE {:.4e}  test MSE {:.4e}  iterations {:>6.1}  {:.1} s{contraction}",
                 report.epoch,
                 report.train_mse,
                 report.test_mse.unwrap_or(f64::NAN),
@@ -222,6 +237,7 @@ fn run<T: Scalar>(settings: &Settings) -> Result<(), Error> {
             untrained,
             trained,
         },
+        audit: audit.as_ref().map(AuditEntry::rows),
         wall_seconds: started.elapsed().as_secs_f64(),
     };
     report.write(&staging.path("report.json"))?;
@@ -232,6 +248,43 @@ fn run<T: Scalar>(settings: &Settings) -> Result<(), Error> {
 }
 
 /// Writes the generated matrices and datasets (in `f64`).
+/// Compares every gradient mode with finite differences on the first
+/// training batch, prints the table and returns it for the report.
+fn run_audit<T: Scalar>(
+    layer: &mut OptLayer<LinearizedAdmm<T>>,
+    train: &Dataset<T>,
+    settings: &Settings,
+) -> Result<GradientAudit, Error> {
+    let batch = settings.batch_size.min(train.len());
+    let data = train.data().subcols(0, batch).to_owned();
+    let targets = train.targets().subcols(0, batch).to_owned();
+    let limit = settings.memory_limit_mib.map(|mib| mib.saturating_mul(1 << 20));
+    let options = AuditOptions {
+        modes: vec![
+            GradientMode::Jfb,
+            GradientMode::Truncated { steps: 10 },
+            GradientMode::Unrolled {
+                steps: None,
+                memory_limit_bytes: limit,
+            },
+            Settings::implicit_mode(),
+        ],
+        seed: settings.seed,
+        ..AuditOptions::default()
+    };
+    log(
+        settings,
+        format!("auditing gradients on {batch} training samples"),
+    );
+    let audit = layer.audit_gradients(
+        data.as_ref(),
+        &mut |x, g| optlayer::mse_loss(x, targets.as_ref(), g),
+        &options,
+    )?;
+    println!("{}", audit.table());
+    Ok(audit)
+}
+
 fn save_inputs(staging: &Staging, problem: &Problem) -> Result<(), Error> {
     npy::write_matrix(&staging.path("A.npy"), problem.a.as_ref())?;
     if let Some(dictionary) = &problem.dictionary {

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use optlayer::train::{EpochReport, Prediction, atomic};
-use optlayer::{Error, Scalar, Status};
+use optlayer::{Error, GradientAudit, Scalar, Status};
 use serde::Serialize;
 
 use crate::cli::Settings;
@@ -15,7 +15,40 @@ pub struct Report {
     pub steps: Steps,
     pub epochs: Vec<EpochEntry>,
     pub test: TestReport,
+    /// The gradient audit on the first training batch, with --audit.
+    pub audit: Option<Vec<AuditEntry>>,
     pub wall_seconds: f64,
+}
+
+/// One row of the gradient audit.
+#[derive(Serialize)]
+pub struct AuditEntry {
+    pub mode: String,
+    pub relative_error: f64,
+    pub cosine: f64,
+    pub directional_derivative: f64,
+    pub descent: bool,
+    pub seconds: f64,
+    pub error: Option<String>,
+}
+
+impl AuditEntry {
+    /// Converts the rows of an audit, with its reference, for the report.
+    pub fn rows(audit: &GradientAudit) -> Vec<AuditEntry> {
+        audit
+            .rows
+            .iter()
+            .map(|row| AuditEntry {
+                mode: format!("{} (against {})", row.mode, audit.reference),
+                relative_error: row.relative_error,
+                cosine: row.cosine,
+                directional_derivative: row.directional_derivative,
+                descent: row.descent,
+                seconds: row.seconds,
+                error: row.error.clone(),
+            })
+            .collect()
+    }
 }
 
 /// The step sizes of linearized ADMM and the norm they derive from.
@@ -37,6 +70,8 @@ pub struct EpochEntry {
     pub seconds: f64,
     pub mean_iterations: f64,
     pub converged_fraction: f64,
+    pub contraction_max: Option<f64>,
+    pub fallbacks: usize,
 }
 
 impl From<&EpochReport> for EpochEntry {
@@ -48,6 +83,8 @@ impl From<&EpochReport> for EpochEntry {
             seconds: report.seconds,
             mean_iterations: report.mean_iterations,
             converged_fraction: report.converged_fraction,
+            contraction_max: report.contraction_max,
+            fallbacks: report.fallbacks,
         }
     }
 }

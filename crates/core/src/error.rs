@@ -99,6 +99,51 @@ pub enum Error {
         reason: String,
     },
 
+    /// A gradient mode would need more memory than its limit allows, or the
+    /// allocation failed.
+    #[error("{what} needs {needed_bytes} bytes, above the limit of {limit}; {fix}")]
+    MemoryLimit {
+        /// The allocation, e.g. "unrolled backpropagation through 10000 iterations".
+        what: String,
+        /// Bytes needed.
+        needed_bytes: usize,
+        /// The limit in words: a byte count, or "the memory available".
+        limit: String,
+        /// How to proceed.
+        fix: String,
+    },
+
+    /// Implicit differentiation was requested at a point that is not a fixed point.
+    #[error(
+        "the forward pass did not converge for {unconverged} of {samples} samples (largest relative \
+         residual {max_relative_residual:e}), so the implicit gradient would be wrong; raise max_iters \
+         or the tolerance, or allow unconverged forward passes in ImplicitOptions"
+    )]
+    ForwardNotConverged {
+        /// Samples that did not converge.
+        unconverged: usize,
+        /// Samples in the batch.
+        samples: usize,
+        /// Largest relative fixed-point residual of the batch.
+        max_relative_residual: f64,
+    },
+
+    /// The linear solve of the backward pass failed.
+    #[error(
+        "the adjoint solve ({solver}) failed after {iterations} iterations with relative residual \
+         {relative_residual:e}; {fix}"
+    )]
+    AdjointSolveFailed {
+        /// The solver, e.g. "fixed-point iteration".
+        solver: String,
+        /// Iterations run.
+        iterations: usize,
+        /// `‖g − (I − Jᵀ) u‖ / ‖g‖` at the end.
+        relative_residual: f64,
+        /// How to proceed.
+        fix: String,
+    },
+
     /// Two parameters of one model share a name.
     #[error(
         "duplicate parameter name '{name}': parameter names must be unique within a model; rename one of them"

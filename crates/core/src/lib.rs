@@ -9,11 +9,15 @@
 //! - [`Splitting`]: one iteration and its vector-Jacobian product;
 //! - [`OptLayer`]: the loop, the stopping rule and per-sample reports;
 //! - [`FixedPointJfb`]: gradients from one `step_vjp` at the fixed point;
+//! - [`GradientMode`] and [`OptLayer::gradient`]: truncated, unrolled and
+//!   implicit gradients from the same primitive, and a contraction estimate;
 //! - [`Parameterized`] and [`Gradients`]: parameters and their gradients.
 //!
 //! Batches are faer matrices whose columns are samples. Everything is generic
 //! over the [`Scalar`] types `f32` and `f64`.
 
+pub mod audit;
+pub mod backward;
 pub mod columns;
 mod error;
 mod jfb;
@@ -25,6 +29,10 @@ mod scalar;
 mod splitting;
 pub mod validate;
 
+pub use audit::{AuditOptions, AuditRow, GradientAudit};
+pub use backward::{
+    AdjointReport, AdjointSolver, ContractionEstimate, GradientMode, GradientOutput, ImplicitOptions,
+};
 pub use error::{Error, Result};
 pub use jfb::{FixedPointJfb, JfbOutput, LossFn, mse, mse_loss};
 pub use layer::{ForwardOptions, ForwardResult, OptLayer, SampleReport, Status};

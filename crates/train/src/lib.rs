@@ -16,4 +16,4 @@ mod trainer;
 
 pub use adam::{Adam, AdamConfig};
 pub use dataset::Dataset;
-pub use trainer::{EpochReport, Prediction, TrainConfig, Trainer, evaluate, predict};
+pub use trainer::{ContractionCheck, EpochReport, Prediction, TrainConfig, Trainer, evaluate, predict};

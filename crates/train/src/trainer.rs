@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use faer::{Mat, MatRef};
 use optlayer_core::{
-    Error, FixedPointJfb, ForwardOptions, Gradients, OptLayer, Result, SampleReport, Scalar, Splitting,
+    Error, ForwardOptions, GradientMode, Gradients, OptLayer, Result, SampleReport, Scalar, Splitting,
     Status, mse, mse_loss,
 };
 use rand::SeedableRng;
@@ -27,6 +27,37 @@ pub struct TrainConfig {
     pub forward: ForwardOptions,
     /// Forward settings of the per-epoch test evaluation.
     pub eval_forward: ForwardOptions,
+    /// How gradients are computed; JFB by default.
+    pub gradient: GradientMode,
+    /// Whether to estimate the contraction factor at each training step, and
+    /// what to do when it is not below 1.
+    pub contraction: Option<ContractionCheck>,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 10,
+            batch_size: 100,
+            seed: 0,
+            forward: ForwardOptions::default(),
+            eval_forward: ForwardOptions::default(),
+            gradient: GradientMode::Jfb,
+            contraction: None,
+        }
+    }
+}
+
+/// A contraction estimate at every training step (see
+/// [`OptLayer::contraction_estimate`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ContractionCheck {
+    /// Power iterations per estimate; each costs about one backward step.
+    pub iters: usize,
+    /// The gradient mode for batches whose largest estimate is 1 or more,
+    /// where JFB's descent guarantee does not hold; `None` keeps the
+    /// configured mode.
+    pub fallback: Option<GradientMode>,
 }
 
 impl TrainConfig {
@@ -64,6 +95,12 @@ pub struct EpochReport {
     pub mean_iterations: f64,
     /// Share of training samples whose forward pass converged.
     pub converged_fraction: f64,
+    /// Largest contraction estimate of the epoch, when estimated.
+    pub contraction_max: Option<f64>,
+    /// Mean over batches of the largest contraction estimate, when estimated.
+    pub contraction_mean: Option<f64>,
+    /// Batches whose gradient used the fallback mode.
+    pub fallbacks: usize,
 }
 
 /// The forward outputs for a set of samples.
@@ -162,8 +199,9 @@ fn check_dataset<T: Scalar, Alg: Splitting<Real = T>>(
     )
 }
 
-/// Trains a layer with Jacobian-free backpropagation, the mean squared error
-/// loss and an [`Adam`] optimizer, on shuffled mini-batches.
+/// Trains a layer with the mean squared error loss and an [`Adam`]
+/// optimizer on shuffled mini-batches, with gradients of the configured
+/// [`GradientMode`] (Jacobian-free backpropagation by default).
 ///
 /// The trainer owns the shuffling generator and the epoch counter, so calling
 /// [`run_epoch`](Self::run_epoch) repeatedly continues one run.
@@ -233,7 +271,9 @@ impl<T: Scalar> Trainer<T> {
         let mut loss_sum = 0.0;
         let mut iteration_sum = 0usize;
         let mut converged = 0usize;
-        for indices in order.chunks(batch_size) {
+        let mut contraction: Vec<f64> = Vec::new();
+        let mut fallbacks = 0usize;
+        for (batch_index, indices) in order.chunks(batch_size).enumerate() {
             let len = indices.len();
             train.gather(indices, data.as_mut(), targets.as_mut());
             let data_batch = data.as_ref().subcols(0, len);
@@ -243,8 +283,20 @@ impl<T: Scalar> Trainer<T> {
             iteration_sum += forward.samples.iter().map(|s| s.iterations).sum::<usize>();
             converged += forward.converged_count();
 
+            let mut mode = &self.config.gradient;
+            if let Some(check) = &self.config.contraction {
+                let estimate =
+                    layer.contraction_estimate(&forward, data_batch, check.iters, batch_index as u64)?;
+                contraction.push(estimate.max);
+                if let (Some(fallback), true) = (&check.fallback, estimate.max >= 1.0) {
+                    mode = fallback;
+                    fallbacks += 1;
+                }
+            }
+
             grads.fill_zero();
-            let output = layer.jfb_gradient(
+            let output = layer.gradient(
+                mode,
                 &forward,
                 data_batch,
                 &mut |x, grad| mse_loss(x, target_batch, grad),
@@ -266,6 +318,10 @@ impl<T: Scalar> Trainer<T> {
             seconds: started.elapsed().as_secs_f64(),
             mean_iterations: iteration_sum as f64 / train.len() as f64,
             converged_fraction: converged as f64 / train.len() as f64,
+            contraction_max: contraction.iter().copied().reduce(f64::max),
+            contraction_mean: (!contraction.is_empty())
+                .then(|| contraction.iter().sum::<f64>() / contraction.len() as f64),
+            fallbacks,
         })
     }
 
