@@ -288,3 +288,75 @@ fn invalid_flags_name_the_flag() {
     }
     assert!(!Path::new("/nonexistent/never-created").exists());
 }
+
+#[test]
+fn example_audits_and_trains_with_other_modes() {
+    let dir = TempDir::new("audit");
+    let dir_arg = dir.path().to_str().unwrap().to_string();
+    let mut args = TINY.to_vec();
+    args.extend([
+        "--out",
+        &dir_arg,
+        "--quiet",
+        "--precision",
+        "f64",
+        "--epochs",
+        "1",
+        "--audit",
+        "--grad",
+        "truncated:3",
+    ]);
+    args.extend(["--contraction-iters", "4"]);
+    let output = run(&args);
+    assert_success(&output);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("gradient audit against"), "{stdout}");
+    let report = read_report(dir.path());
+    assert_eq!(report["config"]["grad"], "truncated:3");
+    let audit = report["audit"].as_array().unwrap();
+    assert_eq!(audit.len(), 4);
+    assert!(audit[0]["mode"].as_str().unwrap().starts_with("jfb"));
+    assert!(report["epochs"][0]["contraction_max"].as_f64().is_some());
+}
+
+#[test]
+fn example_unrolled_memory_limit() {
+    let dir = TempDir::new("unrolled-limit");
+    let dir_arg = dir.path().to_str().unwrap().to_string();
+    let mut args = TINY.to_vec();
+    args.extend([
+        "--out",
+        &dir_arg,
+        "--quiet",
+        "--epochs",
+        "1",
+        "--grad",
+        "unrolled",
+        "--memory-limit-mib",
+        "1",
+    ]);
+    let output = run(&args);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("unrolled backpropagation through 60 iterations"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("1048576 bytes"), "{stderr}");
+    assert!(!dir.join("report.json").exists());
+}
+
+#[test]
+fn example_rejects_unknown_gradient_mode() {
+    let output = run(&[
+        "--grad",
+        "backprop",
+        "--quiet",
+        "--out",
+        "/nonexistent/never-created",
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("invalid gradient mode 'backprop'"), "{stderr}");
+    assert!(stderr.contains("truncated:K"), "{stderr}");
+}

@@ -122,9 +122,9 @@ impl GradientMode {
     /// # Errors
     /// [`Error::InvalidParameter`] listing the accepted forms.
     pub fn parse(text: &str) -> Result<Self> {
-        let invalid = || Error::InvalidParameter {
-            name: format!("gradient mode '{text}'"),
-            value: f64::NAN,
+        let invalid = || Error::InvalidValue {
+            name: "gradient mode".into(),
+            value: text.to_string(),
             requirement: "must be jfb, truncated:K with K ≥ 1, unrolled, implicit or implicit:bicgstab"
                 .into(),
         };

@@ -46,6 +46,17 @@ pub enum Error {
         requirement: String,
     },
 
+    /// A text setting, such as a mode name, is not one of the accepted values.
+    #[error("invalid {name} '{value}': {requirement}")]
+    InvalidValue {
+        /// Name of the setting, e.g. "gradient mode".
+        name: String,
+        /// The text that was passed.
+        value: String,
+        /// The accepted values.
+        requirement: String,
+    },
+
     /// A dataset, batch or list that must not be empty is empty.
     #[error("{what} is empty: {fix}")]
     Empty {
