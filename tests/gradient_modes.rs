@@ -1,5 +1,5 @@
 //! Gradient modes (JFB, truncated, unrolled, implicit) on problems with
-//! known answers, against finite differences, and their failure reports.
+//! known gradients, against finite differences, and their failure reports.
 
 mod common;
 

@@ -66,7 +66,7 @@ pub struct AuditRow {
 pub struct GradientAudit {
     /// The loss at the forward output.
     pub loss: f64,
-    /// What the modes were compared with, e.g. "full finite differences (36 entries)".
+    /// The reference of the comparison, e.g. "full finite differences (36 entries)".
     pub reference: String,
     /// One row per mode, in the order requested.
     pub rows: Vec<AuditRow>,
@@ -154,8 +154,8 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
     /// full finite-difference gradient. Above that, every gradient is
     /// projected on `probes` random orthonormal directions and compared with
     /// the finite-difference derivatives along them. In both cases the loss
-    /// is also differentiated along each mode's own gradient, which tells
-    /// whether the mode gives a descent direction.
+    /// is also differentiated along each mode's own gradient, whose sign
+    /// shows whether the mode gives a descent direction.
     ///
     /// Parameters are perturbed without `after_param_update` and restored
     /// exactly, so the layer is unchanged afterwards.

@@ -77,7 +77,7 @@ impl Default for ImplicitOptions {
     }
 }
 
-/// How gradients are computed from a forward pass.
+/// The method that computes gradients from a forward pass.
 #[derive(Clone, Debug, PartialEq)]
 pub enum GradientMode {
     /// Jacobian-free backpropagation: one `step_vjp` at the fixed point.
@@ -120,7 +120,7 @@ impl GradientMode {
     /// "implicit:bicgstab".
     ///
     /// # Errors
-    /// [`Error::InvalidParameter`] listing the accepted forms.
+    /// [`Error::InvalidValue`] listing the accepted forms.
     pub fn parse(text: &str) -> Result<Self> {
         let invalid = || Error::InvalidValue {
             name: "gradient mode".into(),
@@ -737,8 +737,8 @@ impl<T: Scalar, Alg: Splitting<Real = T>> AdjointSystem<'_, Alg> {
             batch,
         };
         let precond = IdentityPrecond { dim };
-        // NOTE: faer 0.24's bicgstab leaves its residual uninitialized when told
-        // that the initial guess is zero, so the zero start is passed as
+        // NOTE: faer 0.24's bicgstab leaves its residual uninitialized with
+        // InitialGuessStatus::Zero, so the zero start is passed as
         // MaybeNonZero, which computes the residual b − A·0 explicitly.
         let params = BicgParams {
             initial_guess: InitialGuessStatus::MaybeNonZero,

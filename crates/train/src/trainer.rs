@@ -27,7 +27,7 @@ pub struct TrainConfig {
     pub forward: ForwardOptions,
     /// Forward settings of the per-epoch test evaluation.
     pub eval_forward: ForwardOptions,
-    /// How gradients are computed; JFB by default.
+    /// The gradient mode; JFB by default.
     pub gradient: GradientMode,
     /// Whether to estimate the contraction factor at each training step, and
     /// what to do when it is not below 1.
