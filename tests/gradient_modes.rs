@@ -764,6 +764,28 @@ fn all_modes_run_in_f32_and_f64() {
 }
 
 #[test]
+fn zero_steps_rejected() {
+    let layer = affine_layer(mat![[0.5, 0.0], [0.0, 0.5]]);
+    let no_data = Mat::<f64>::zeros(0, 1);
+    for mode in [
+        GradientMode::Truncated { steps: 0 },
+        GradientMode::Unrolled {
+            steps: Some(0),
+            memory_limit_bytes: None,
+        },
+    ] {
+        let error = gradient_of(&layer, &mode, no_data.as_ref(), &mut sum_loss)
+            .map(|_| ())
+            .unwrap_err();
+        assert!(
+            matches!(error, Error::InvalidParameter { .. }),
+            "{}: {error}",
+            mode.label()
+        );
+    }
+}
+
+#[test]
 fn gradient_mode_labels_round_trip() {
     for text in ["jfb", "truncated:7", "unrolled", "implicit", "implicit:bicgstab"] {
         assert_eq!(GradientMode::parse(text).unwrap().label(), text);

@@ -314,6 +314,13 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
         loss: &mut LossFn<'_, T>,
         grads: &mut Gradients<T>,
     ) -> Result<GradientOutput<T>> {
+        if steps == 0 {
+            return Err(Error::InvalidParameter {
+                name: "unrolled steps".into(),
+                value: 0.0,
+                requirement: "must be at least 1".into(),
+            });
+        }
         let splitting = self.splitting();
         let (state_dim, batch) = (forward.state.nrows(), forward.state.ncols());
         let what = format!("unrolled backpropagation through {steps} iterations");
