@@ -162,7 +162,10 @@ fn affine_fixed_point_known_gradient() {
     for mode in [
         implicit(AdjointSolver::FixedPoint),
         implicit(AdjointSolver::BiCgStab),
-        GradientMode::Truncated { steps: 200 },
+        GradientMode::Truncated {
+            steps: 200,
+            memory_limit_bytes: None,
+        },
         GradientMode::Unrolled {
             steps: Some(200),
             memory_limit_bytes: None,
@@ -184,7 +187,10 @@ fn affine_fixed_point_known_gradient() {
     // Truncation to k steps keeps k terms: 1 + Wᵀ1 for k = 2.
     let (grads, _) = gradient_of(
         &layer,
-        &GradientMode::Truncated { steps: 2 },
+        &GradientMode::Truncated {
+            steps: 2,
+            memory_limit_bytes: None,
+        },
         no_data.as_ref(),
         &mut sum_loss,
     )
@@ -356,7 +362,10 @@ fn shared_threshold_gradient_is_summed_over_batch() {
     let data = Mat::from_fn(2, 3, |i, j| [[1.0, -2.0], [0.2, 0.7], [-0.1, 3.0]][j][i]);
     for mode in [
         GradientMode::Jfb,
-        GradientMode::Truncated { steps: 3 },
+        GradientMode::Truncated {
+            steps: 3,
+            memory_limit_bytes: None,
+        },
         GradientMode::Unrolled {
             steps: Some(4),
             memory_limit_bytes: None,
@@ -707,7 +716,10 @@ fn all_modes_run_in_f32_and_f64() {
     let target = gaussian(10, 4, 4);
     let modes = [
         GradientMode::Jfb,
-        GradientMode::Truncated { steps: 5 },
+        GradientMode::Truncated {
+            steps: 5,
+            memory_limit_bytes: None,
+        },
         GradientMode::Unrolled {
             steps: Some(300),
             memory_limit_bytes: None,
@@ -768,7 +780,10 @@ fn zero_steps_rejected() {
     let layer = affine_layer(mat![[0.5, 0.0], [0.0, 0.5]]);
     let no_data = Mat::<f64>::zeros(0, 1);
     for mode in [
-        GradientMode::Truncated { steps: 0 },
+        GradientMode::Truncated {
+            steps: 0,
+            memory_limit_bytes: None,
+        },
         GradientMode::Unrolled {
             steps: Some(0),
             memory_limit_bytes: None,
@@ -810,7 +825,10 @@ fn audit_reports_every_mode() {
     let options = optlayer::AuditOptions {
         modes: vec![
             GradientMode::Jfb,
-            GradientMode::Truncated { steps: 3 },
+            GradientMode::Truncated {
+                steps: 3,
+                memory_limit_bytes: None,
+            },
             GradientMode::Unrolled {
                 steps: None,
                 memory_limit_bytes: None,
@@ -890,4 +908,190 @@ fn audit_with_random_directions() {
     );
     assert!(audit.rows[0].relative_error < 1e-5, "{}", audit.table());
     assert!(audit.rows[0].descent);
+}
+
+#[test]
+fn non_finite_forward_or_loss_is_an_error() {
+    // W = 1e200 I overflows in a few steps.
+    let layer = OptLayer::new(
+        Affine {
+            w: mat![[1e200, 0.0], [0.0, 1e200]],
+            p: mat![[1.0], [1.0]],
+        },
+        ForwardOptions::new(50, 1e-12),
+    )
+    .unwrap();
+    let no_data = Mat::<f64>::zeros(0, 2);
+    let forward = layer.forward(no_data.as_ref()).unwrap();
+    assert_eq!(forward.non_finite_count(), 2);
+    for mode in [
+        GradientMode::Jfb,
+        GradientMode::Truncated {
+            steps: 2,
+            memory_limit_bytes: None,
+        },
+        implicit(AdjointSolver::FixedPoint),
+    ] {
+        let mut grads = Gradients::zeros_for(&layer);
+        let error = layer
+            .gradient(&mode, &forward, no_data.as_ref(), &mut sum_loss, &mut grads)
+            .unwrap_err();
+        assert!(
+            matches!(error, Error::NonFiniteForward { samples: 2, batch: 2 }),
+            "{}: {error}",
+            mode.label()
+        );
+        assert_eq!(grads.get("p").unwrap().to_owned(), Mat::<f64>::zeros(2, 1));
+    }
+    assert!(forward.max_relative_residual().is_nan() || forward.max_relative_residual().is_infinite());
+
+    // A NaN in the loss gradient is caught before the caller's gradients change.
+    let layer = affine_layer(mat![[0.5, 0.0], [0.0, 0.5]]);
+    let forward = layer.forward(no_data.as_ref()).unwrap();
+    let mut nan_loss = |x: MatRef<'_, f64>, mut g: MatMut<'_, f64>| {
+        g.fill(f64::NAN);
+        x[(0, 0)]
+    };
+    for mode in [
+        GradientMode::Jfb,
+        GradientMode::Unrolled {
+            steps: Some(3),
+            memory_limit_bytes: None,
+        },
+    ] {
+        let mut grads = Gradients::zeros_for(&layer);
+        grads.tensors_mut()[0][(0, 0)] = 7.0;
+        let error = layer
+            .gradient(&mode, &forward, no_data.as_ref(), &mut nan_loss, &mut grads)
+            .unwrap_err();
+        assert!(
+            matches!(error, Error::NonFiniteGradient { .. }),
+            "{}: {error}",
+            mode.label()
+        );
+        assert_eq!(grads.get("p").unwrap()[(0, 0)], 7.0);
+    }
+}
+
+#[test]
+fn forward_of_another_layer_rejected() {
+    let first = affine_layer(mat![[0.5, 0.0], [0.0, 0.5]]);
+    let second = affine_layer(mat![[0.5, 0.1], [0.0, 0.5]]);
+    let no_data = Mat::<f64>::zeros(0, 1);
+    let forward = first.forward(no_data.as_ref()).unwrap();
+    let mut grads = Gradients::zeros_for(&second);
+    let error = second
+        .gradient(
+            &GradientMode::Jfb,
+            &forward,
+            no_data.as_ref(),
+            &mut sum_loss,
+            &mut grads,
+        )
+        .unwrap_err();
+    assert!(error.to_string().contains("another layer"), "{error}");
+}
+
+#[test]
+fn invalid_implicit_options_rejected() {
+    let layer = affine_layer(mat![[0.5, 0.4], [-0.4, 0.5]]);
+    let no_data = Mat::<f64>::zeros(0, 1);
+    for (rtol, max_iters) in [
+        (f64::INFINITY, 100),
+        (f64::NAN, 100),
+        (-1.0, 100),
+        (0.0, 100),
+        (1e-8, 0),
+    ] {
+        for solver in [AdjointSolver::FixedPoint, AdjointSolver::BiCgStab] {
+            let mode = GradientMode::Implicit(ImplicitOptions {
+                solver,
+                max_iters,
+                rtol,
+                allow_unconverged_forward: false,
+            });
+            let error = gradient_of(&layer, &mode, no_data.as_ref(), &mut sum_loss)
+                .map(|_| ())
+                .unwrap_err();
+            assert!(
+                matches!(error, Error::InvalidParameter { .. }),
+                "rtol {rtol}, max_iters {max_iters}: {error}"
+            );
+        }
+    }
+}
+
+#[test]
+fn truncated_memory_limit_fails_early() {
+    let layer = affine_layer(mat![[0.5, 0.0], [0.0, 0.5]]);
+    let no_data = Mat::<f64>::zeros(0, 4);
+    let mode = GradientMode::Truncated {
+        steps: 1_000,
+        memory_limit_bytes: Some(1_000),
+    };
+    let error = gradient_of(&layer, &mode, no_data.as_ref(), &mut sum_loss)
+        .map(|_| ())
+        .unwrap_err();
+    match error {
+        Error::MemoryLimit { needed_bytes, .. } => assert_eq!(needed_bytes, 1_000 * 2 * 4 * 8),
+        other => panic!("expected MemoryLimit, got {other}"),
+    }
+}
+
+#[test]
+fn contraction_estimate_for_non_normal_complex_pair() {
+    // Eigenvalues 0.3 ± 0.5i and 0.45; spectral radius √(0.09 + 0.25) ≈ 0.5831,
+    // with a non-normal 2 x 2 block, so single growth ratios oscillate.
+    let layer = affine_layer_3(mat![[0.3, 2.0, 0.0], [-0.125, 0.3, 0.0], [0.0, 0.0, 0.45]]);
+    let no_data = Mat::<f64>::zeros(0, 2);
+    let forward = layer.forward(no_data.as_ref()).unwrap();
+    let radius = (0.3f64 * 0.3 + 0.5 * 0.5).sqrt();
+    let estimate = layer
+        .contraction_estimate(&forward, no_data.as_ref(), 4_000, 5)
+        .unwrap();
+    for value in &estimate.per_sample {
+        assert!((value - radius).abs() < 0.01 * radius, "{estimate:?}");
+    }
+    let error = layer
+        .contraction_estimate(&forward, no_data.as_ref(), 1, 5)
+        .unwrap_err();
+    assert!(matches!(error, Error::InvalidParameter { .. }), "{error}");
+}
+
+fn affine_layer_3(w: Mat<f64>) -> OptLayer<Affine<f64>> {
+    OptLayer::new(
+        Affine {
+            w,
+            p: mat![[1.0], [1.0], [1.0]],
+        },
+        ForwardOptions::new(10_000, 1e-14),
+    )
+    .unwrap()
+}
+
+#[test]
+fn gradients_of_another_model_with_other_names_rejected() {
+    let layer = affine_layer(mat![[0.5, 0.0], [0.0, 0.5]]);
+    let other = OptLayer::new(
+        SimplexLayer {
+            c: mat![[0.6], [0.58]],
+        },
+        ForwardOptions::new(10, 1e-12),
+    )
+    .unwrap();
+    let no_data = Mat::<f64>::zeros(0, 1);
+    let forward = layer.forward(no_data.as_ref()).unwrap();
+    let mut grads = Gradients::zeros_for(&other);
+    let error = layer
+        .gradient(
+            &GradientMode::Jfb,
+            &forward,
+            no_data.as_ref(),
+            &mut sum_loss,
+            &mut grads,
+        )
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("'p'"), "{message}");
+    assert!(message.contains("'c'"), "{message}");
 }

@@ -360,3 +360,37 @@ fn example_rejects_unknown_gradient_mode() {
     assert!(stderr.contains("invalid gradient mode 'backprop'"), "{stderr}");
     assert!(stderr.contains("truncated:K"), "{stderr}");
 }
+
+#[test]
+fn example_fallback_completes_and_needs_estimates() {
+    let dir = TempDir::new("fallback");
+    let dir_arg = dir.path().to_str().unwrap().to_string();
+    let mut args = TINY.to_vec();
+    args.extend([
+        "--out",
+        &dir_arg,
+        "--quiet",
+        "--epochs",
+        "1",
+        "--contraction-iters",
+        "6",
+        "--fallback-implicit",
+    ]);
+    assert_success(&run(&args));
+    let report = read_report(dir.path());
+    let epoch = &report["epochs"][0];
+    let fallbacks = epoch["fallbacks"].as_u64().unwrap();
+    let failures = epoch["fallback_failures"].as_u64().unwrap();
+    assert!(failures <= fallbacks, "{epoch}");
+    assert!(epoch["contraction_mean"].as_f64().is_some(), "{epoch}");
+
+    let output = run(&[
+        "--fallback-implicit",
+        "--quiet",
+        "--out",
+        "/nonexistent/never-created",
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--contraction-iters"), "{stderr}");
+}

@@ -119,7 +119,10 @@ fn training_reports_contraction_and_falls_back() {
         batch_size: 50,
         forward: forward.clone(),
         eval_forward: forward,
-        gradient: GradientMode::Truncated { steps: 2 },
+        gradient: GradientMode::Truncated {
+            steps: 2,
+            memory_limit_bytes: None,
+        },
         contraction: Some(ContractionCheck {
             iters: 8,
             fallback: Some(fallback),

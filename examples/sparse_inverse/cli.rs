@@ -110,11 +110,12 @@ pub struct Args {
     #[arg(long)]
     pub theta_init: Option<PathBuf>,
 
-    /// Gradient mode for training: jfb, truncated:K, unrolled, implicit or implicit:bicgstab.
+    /// Gradient mode for training: jfb, truncated:K, unrolled, unrolled:K, implicit or implicit:bicgstab.
     #[arg(long, default_value = "jfb")]
     pub grad: String,
 
-    /// Memory limit in MiB for the iterates stored by --grad unrolled or truncated:K [default: no limit].
+    /// Memory limit in MiB for the iterates stored by --grad unrolled, unrolled:K or truncated:K
+    /// [default: no limit].
     #[arg(long)]
     pub memory_limit_mib: Option<usize>,
 
@@ -201,11 +202,10 @@ impl Settings {
     /// Returns the gradient mode, with the memory limit applied.
     pub fn gradient_mode(&self) -> GradientMode {
         let limit = self.memory_limit_mib.map(|mib| mib.saturating_mul(1 << 20));
-        match GradientMode::parse(&self.grad).unwrap_or(GradientMode::Jfb) {
-            GradientMode::Unrolled { steps, .. } => GradientMode::Unrolled {
-                steps,
-                memory_limit_bytes: limit,
-            },
+        match GradientMode::parse(&self.grad)
+            .unwrap_or(GradientMode::Jfb)
+            .with_memory_limit(limit)
+        {
             GradientMode::Implicit(options) => GradientMode::Implicit(ImplicitOptions {
                 allow_unconverged_forward: true,
                 ..options
@@ -285,6 +285,20 @@ impl Settings {
         }
         if !(self.tol.is_finite() && self.tol >= 0.0) {
             return Err(invalid_flag("--tol", self.tol, "must be finite and not negative"));
+        }
+        if self.contraction_iters == 1 {
+            return Err(invalid_flag(
+                "--contraction-iters",
+                1.0,
+                "must be 0 (off) or at least 2",
+            ));
+        }
+        if self.fallback_implicit && self.contraction_iters == 0 {
+            return Err(Error::InvalidValue {
+                name: "flag".into(),
+                value: "--fallback-implicit".into(),
+                requirement: "needs --contraction-iters N with N ≥ 2, which decides when to fall back".into(),
+            });
         }
         if self.data_dir.is_none() {
             self.problem_config().validate()?;

@@ -197,7 +197,10 @@ fn run<T: Scalar>(settings: &Settings) -> Result<(), Error> {
     let mut epochs = Vec::new();
     trainer.fit(&mut layer, &train, Some(&test), |report| {
         let contraction = match report.contraction_max {
-            Some(max) => format!("  contraction ≤ {max:.3} ({} fallbacks)", report.fallbacks),
+            Some(max) => format!(
+                "  spectral radius ≈ {max:.3} (largest estimate; {} fallbacks, {} failed)",
+                report.fallbacks, report.fallback_failures
+            ),
             None => String::new(),
         };
         log(
@@ -262,7 +265,10 @@ fn run_audit<T: Scalar>(
     let options = AuditOptions {
         modes: vec![
             GradientMode::Jfb,
-            GradientMode::Truncated { steps: 10 },
+            GradientMode::Truncated {
+                steps: 10,
+                memory_limit_bytes: None,
+            },
             GradientMode::Unrolled {
                 steps: None,
                 memory_limit_bytes: limit,

@@ -71,7 +71,9 @@ pub struct EpochEntry {
     pub mean_iterations: f64,
     pub converged_fraction: f64,
     pub contraction_max: Option<f64>,
+    pub contraction_mean: Option<f64>,
     pub fallbacks: usize,
+    pub fallback_failures: usize,
 }
 
 impl From<&EpochReport> for EpochEntry {
@@ -84,7 +86,9 @@ impl From<&EpochReport> for EpochEntry {
             mean_iterations: report.mean_iterations,
             converged_fraction: report.converged_fraction,
             contraction_max: report.contraction_max,
+            contraction_mean: report.contraction_mean,
             fallbacks: report.fallbacks,
+            fallback_failures: report.fallback_failures,
         }
     }
 }

@@ -15,7 +15,7 @@ pub struct AuditOptions {
     /// The modes to audit.
     pub modes: Vec<GradientMode>,
     /// Finite-difference step, relative to the Euclidean norm of all
-    /// parameters (absolute when they are all zero). `None` uses the cube
+    /// parameters, or absolute when that norm is below 1. `None` uses the cube
     /// root of the machine epsilon of the scalar type, about 6e-6 in `f64`
     /// and 5e-3 in `f32`, which balances truncation and rounding error.
     pub eps: Option<f64>,
@@ -53,7 +53,8 @@ pub struct AuditRow {
     /// The finite-difference derivative of the loss along `g/‖g‖`; positive
     /// means that a small step along `−g` lowers the loss.
     pub directional_derivative: f64,
-    /// Whether `−g` is a descent direction (`directional_derivative > 0`).
+    /// Whether `−g` is a descent direction (`directional_derivative` finite
+    /// and positive).
     pub descent: bool,
     /// Wall time of the gradient, in seconds.
     pub seconds: f64,
@@ -179,6 +180,14 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
                 requirement: "must be finite and greater than zero".into(),
             });
         }
+        if options.probes == 0 && flatten(self).len() > options.full_max_entries {
+            return Err(Error::InvalidParameter {
+                name: "audit probes".into(),
+                value: 0.0,
+                requirement: "must be at least 1 when the full finite-difference gradient is not computed"
+                    .into(),
+            });
+        }
         let base = flatten(self);
         let dim = base.len();
         let step = eps * norm(&base).max(1.0);
@@ -201,12 +210,11 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
                 .collect();
             (axes, format!("full finite differences ({dim} entries)"))
         } else {
+            let directions = random_orthonormal(dim, options.probes, options.seed);
+            let count = directions.len();
             (
-                random_orthonormal(dim, options.probes.max(1), options.seed),
-                format!(
-                    "finite differences along {} random directions ({dim} entries)",
-                    options.probes.max(1)
-                ),
+                directions,
+                format!("finite differences along {count} random directions ({dim} entries)"),
             )
         };
         let mut reference_derivatives = Vec::with_capacity(directions.len());
@@ -258,7 +266,7 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
                 relative_error,
                 cosine,
                 directional_derivative,
-                descent: directional_derivative > 0.0,
+                descent: directional_derivative.is_finite() && directional_derivative > 0.0,
                 seconds,
                 error: None,
             });

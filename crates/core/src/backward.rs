@@ -27,7 +27,7 @@ use faer::{Mat, MatMut, MatRef, Par};
 use crate::columns::col_norm2;
 use crate::{
     Error, FixedPointJfb, ForwardResult, Gradients, LossFn, OptLayer, Result, Scalar, Splitting, Status,
-    check_grads_shape,
+    check_gradients,
 };
 
 /// The solver of the adjoint equation `(I − (∂T/∂z)ᵀ) u = g` in implicit mode.
@@ -59,6 +59,9 @@ pub struct ImplicitOptions {
     /// Maximum solver iterations.
     pub max_iters: usize,
     /// Relative tolerance `‖g − (I − Jᵀ) u‖ ≤ rtol ‖g‖` of the adjoint solve.
+    /// Values below 64 machine epsilons of the scalar type (about 1.4e-14
+    /// in `f64` and 7.6e-6 in `f32`) are raised to that, which rounding
+    /// allows.
     pub rtol: f64,
     /// Whether to compute the gradient when some forward samples did not
     /// converge. With `false` such a batch is rejected with
@@ -87,15 +90,16 @@ pub enum GradientMode {
     Truncated {
         /// Number of iterations, at least 1; 1 is JFB.
         steps: usize,
+        /// Largest memory for stored iterates in bytes; `None` for no limit.
+        memory_limit_bytes: Option<usize>,
     },
     /// Backpropagation through the whole forward iteration from the initial
     /// state, which is run again and stored: memory grows linearly with the
     /// iteration count.
     Unrolled {
-        /// Iterations; `None` uses the layer's `max_iters`.
+        /// Iterations, at least 1; `None` uses the `max_iters` of the forward pass.
         steps: Option<usize>,
         /// Largest memory for stored iterates in bytes; `None` for no limit.
-        /// Beyond it the mode fails before allocating.
         memory_limit_bytes: Option<usize>,
     },
     /// Implicit differentiation of the fixed-point equation.
@@ -103,12 +107,16 @@ pub enum GradientMode {
 }
 
 impl GradientMode {
-    /// Returns a short name, e.g. "jfb", "truncated:5", "unrolled", "implicit".
+    /// Returns a short name, e.g. "jfb", "truncated:5", "unrolled",
+    /// "unrolled:300", "implicit" or "implicit:bicgstab".
     pub fn label(&self) -> String {
         match self {
             GradientMode::Jfb => "jfb".into(),
-            GradientMode::Truncated { steps } => format!("truncated:{steps}"),
-            GradientMode::Unrolled { .. } => "unrolled".into(),
+            GradientMode::Truncated { steps, .. } => format!("truncated:{steps}"),
+            GradientMode::Unrolled { steps: None, .. } => "unrolled".into(),
+            GradientMode::Unrolled {
+                steps: Some(steps), ..
+            } => format!("unrolled:{steps}"),
             GradientMode::Implicit(options) => match options.solver {
                 AdjointSolver::FixedPoint => "implicit".into(),
                 AdjointSolver::BiCgStab => "implicit:bicgstab".into(),
@@ -116,8 +124,8 @@ impl GradientMode {
         }
     }
 
-    /// Parses "jfb", "truncated:K", "unrolled", "implicit" or
-    /// "implicit:bicgstab".
+    /// Parses "jfb", "truncated:K", "unrolled", "unrolled:K", "implicit" or
+    /// "implicit:bicgstab", with no memory limit and default implicit options.
     ///
     /// # Errors
     /// [`Error::InvalidValue`] listing the accepted forms.
@@ -125,8 +133,13 @@ impl GradientMode {
         let invalid = || Error::InvalidValue {
             name: "gradient mode".into(),
             value: text.to_string(),
-            requirement: "must be jfb, truncated:K with K ≥ 1, unrolled, implicit or implicit:bicgstab"
+            requirement: "must be jfb, truncated:K or unrolled:K with K ≥ 1, unrolled, implicit or \
+                          implicit:bicgstab"
                 .into(),
+        };
+        let steps_after = |prefix: &str| -> Option<Result<usize>> {
+            text.strip_prefix(prefix)
+                .map(|k| k.parse::<usize>().ok().filter(|&k| k >= 1).ok_or_else(invalid))
         };
         match text {
             "jfb" => Ok(GradientMode::Jfb),
@@ -140,16 +153,132 @@ impl GradientMode {
                 ..ImplicitOptions::default()
             })),
             _ => {
-                let steps = text
-                    .strip_prefix("truncated:")
-                    .and_then(|k| k.parse::<usize>().ok())
-                    .ok_or_else(invalid)?;
-                if steps == 0 {
-                    return Err(invalid());
+                if let Some(steps) = steps_after("truncated:") {
+                    return Ok(GradientMode::Truncated {
+                        steps: steps?,
+                        memory_limit_bytes: None,
+                    });
                 }
-                Ok(GradientMode::Truncated { steps })
+                if let Some(steps) = steps_after("unrolled:") {
+                    return Ok(GradientMode::Unrolled {
+                        steps: Some(steps?),
+                        memory_limit_bytes: None,
+                    });
+                }
+                Err(invalid())
             }
         }
+    }
+
+    /// Returns the mode with its memory limit set, for the modes that store
+    /// iterates; other modes are returned unchanged.
+    pub fn with_memory_limit(self, limit: Option<usize>) -> Self {
+        match self {
+            GradientMode::Truncated { steps, .. } => GradientMode::Truncated {
+                steps,
+                memory_limit_bytes: limit,
+            },
+            GradientMode::Unrolled { steps, .. } => GradientMode::Unrolled {
+                steps,
+                memory_limit_bytes: limit,
+            },
+            other => other,
+        }
+    }
+
+    /// Checks the settings of the mode.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] for zero steps or invalid implicit options.
+    pub fn validate(&self) -> Result<()> {
+        let zero_steps = |name: &str| Error::InvalidParameter {
+            name: name.into(),
+            value: 0.0,
+            requirement: "must be at least 1".into(),
+        };
+        match self {
+            GradientMode::Truncated { steps: 0, .. } => Err(zero_steps("truncated steps")),
+            GradientMode::Unrolled { steps: Some(0), .. } => Err(zero_steps("unrolled steps")),
+            GradientMode::Implicit(options) => options.validate(),
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks, before any work, that the iterates this mode stores for a
+    /// batch fit its memory limit. `max_iters` is the iteration limit of the
+    /// forward pass, which unrolled mode uses when its step count is `None`.
+    ///
+    /// # Errors
+    /// [`Error::MemoryLimit`] with the bytes needed and the limit.
+    pub fn check_memory(
+        &self,
+        state_dim: usize,
+        batch: usize,
+        max_iters: usize,
+        scalar_bytes: usize,
+    ) -> Result<()> {
+        let (steps, limit, what) = match self {
+            GradientMode::Truncated {
+                steps,
+                memory_limit_bytes,
+            } => (
+                *steps,
+                *memory_limit_bytes,
+                format!("truncated backpropagation through {steps} iterations"),
+            ),
+            GradientMode::Unrolled {
+                steps,
+                memory_limit_bytes,
+            } => {
+                let steps = steps.unwrap_or(max_iters);
+                (
+                    steps,
+                    *memory_limit_bytes,
+                    format!("unrolled backpropagation through {steps} iterations"),
+                )
+            }
+            _ => return Ok(()),
+        };
+        let bytes = steps
+            .checked_mul(state_dim)
+            .and_then(|e| e.checked_mul(batch))
+            .and_then(|e| e.checked_mul(scalar_bytes));
+        match (bytes, limit) {
+            (Some(bytes), Some(limit)) if bytes > limit => {
+                Err(memory_error(&what, bytes, format!("{limit} bytes")))
+            }
+            (None, _) => Err(memory_error(&what, usize::MAX, "the address space".into())),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn memory_error(what: &str, needed_bytes: usize, limit: String) -> Error {
+    Error::MemoryLimit {
+        what: what.to_string(),
+        needed_bytes,
+        limit,
+        fix: "use GradientMode::Jfb or Implicit, whose memory does not grow with the iteration count, \
+              or lower the iteration count or the batch size"
+            .into(),
+    }
+}
+
+impl ImplicitOptions {
+    /// Checks the settings.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] when `max_iters` is zero or `rtol` is not
+    /// finite and positive.
+    pub fn validate(&self) -> Result<()> {
+        if self.max_iters == 0 {
+            return Err(Error::InvalidParameter {
+                name: "adjoint max_iters".into(),
+                value: 0.0,
+                requirement: "must be at least 1".into(),
+            });
+        }
+        crate::validate::check_positive("adjoint rtol", self.rtol)
     }
 }
 
@@ -182,7 +311,7 @@ pub struct GradientOutput<T: Scalar> {
     pub warnings: Vec<String>,
 }
 
-/// An estimate of the local contraction factor of `T` at the fixed point.
+/// Estimates of the spectral radius of `∂T/∂z` at the fixed point.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ContractionEstimate {
     /// Largest estimate over the batch.
@@ -216,7 +345,12 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
     /// - [`Error::ForwardNotConverged`] in implicit mode at an unconverged
     ///   forward pass, unless allowed;
     /// - [`Error::AdjointSolveFailed`] when the implicit solve does not reach
-    ///   its tolerance, with its residual. The gradient is then unchanged.
+    ///   its tolerance, with its residual;
+    /// - [`Error::NonFiniteForward`] when the forward state has NaN or
+    ///   infinite entries, and [`Error::NonFiniteGradient`] when the loss or
+    ///   the gradient is not finite.
+    ///
+    /// On error, `grads` is unchanged.
     pub fn gradient(
         &self,
         mode: &GradientMode,
@@ -225,24 +359,58 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
         loss: &mut LossFn<'_, T>,
         grads: &mut Gradients<T>,
     ) -> Result<GradientOutput<T>> {
+        mode.validate()?;
         self.check_data(data)?;
         self.check_forward_is_current(forward, data)?;
-        check_grads_shape(self.splitting(), grads.tensors())?;
+        check_gradients(self.splitting(), grads)?;
+        mode.check_memory(
+            forward.state.nrows(),
+            data.ncols(),
+            forward.options.max_iters,
+            std::mem::size_of::<T>(),
+        )?;
+        let non_finite = forward.non_finite_count();
+        if non_finite > 0 {
+            return Err(Error::NonFiniteForward {
+                samples: non_finite,
+                batch: forward.samples.len(),
+            });
+        }
+
+        // The gradient goes into a fresh buffer first, so that a failure or
+        // a non-finite result leaves the caller's gradients unchanged.
+        let mut local = Gradients::zeros_for(self.splitting());
         let mut output = match mode {
             GradientMode::Jfb => {
-                let jfb = self.jfb_gradient(forward, data, loss, grads)?;
+                let jfb = self.jfb_gradient(forward, data, loss, &mut local)?;
                 self.output(forward, jfb.loss, jfb.x)
             }
-            GradientMode::Truncated { steps } => self.truncated(*steps, forward, data, loss, grads)?,
+            GradientMode::Truncated {
+                steps,
+                memory_limit_bytes,
+            } => self.truncated(*steps, *memory_limit_bytes, forward, data, loss, &mut local)?,
             GradientMode::Unrolled {
                 steps,
                 memory_limit_bytes,
             } => {
-                let steps = steps.unwrap_or(self.options().max_iters);
-                self.unrolled(steps, *memory_limit_bytes, forward, data, loss, grads)?
+                let steps = steps.unwrap_or(forward.options.max_iters);
+                self.unrolled(steps, *memory_limit_bytes, forward, data, loss, &mut local)?
             }
-            GradientMode::Implicit(options) => self.implicit(options, forward, data, loss, grads)?,
+            GradientMode::Implicit(options) => self.implicit(options, forward, data, loss, &mut local)?,
         };
+        if !output.loss.is_finite() {
+            return Err(Error::NonFiniteGradient {
+                what: "loss".into(),
+                param: "(the loss itself)".into(),
+                row: 0,
+                col: 0,
+                value: output.loss.to_f64_lossless(),
+            });
+        }
+        local.check_finite()?;
+        for (total, part) in grads.tensors_mut().iter_mut().zip(local.tensors()) {
+            faer::zip!(total.as_mut(), part.as_ref()).for_each(|faer::unzip!(t, p)| *t += *p);
+        }
         if output.forward_unconverged > 0 && !matches!(mode, GradientMode::Implicit(_)) {
             output.warnings.push(format!(
                 "{} of {} forward samples did not converge",
@@ -283,6 +451,7 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
     fn truncated(
         &self,
         steps: usize,
+        memory_limit: Option<usize>,
         forward: &ForwardResult<T>,
         data: MatRef<'_, T>,
         loss: &mut LossFn<'_, T>,
@@ -296,7 +465,8 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
             });
         }
         let (state_dim, batch) = (forward.state.nrows(), forward.state.ncols());
-        let mut store = StateStore::allocate(steps, state_dim, batch, None, "truncated backpropagation")?;
+        let what = format!("truncated backpropagation through {steps} iterations");
+        let mut store = StateStore::allocate(steps, state_dim, batch, memory_limit, &what)?;
         let final_state = self.run_and_store(forward.state.as_ref(), data, &mut store)?;
         let (value, x, cotangent) = self.loss_cotangent(final_state.as_ref(), loss);
         self.backpropagate(&store, data, cotangent, grads);
@@ -443,18 +613,25 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
         Ok(output)
     }
 
-    /// Estimates the contraction factor of `T` at the fixed point of each
+    /// Estimates the spectral radius of `∂T/∂z` at the fixed point of each
     /// sample, by `iters` steps of power iteration on `(∂T/∂z)ᵀ` (the state
     /// part of `step_vjp`) from a Gaussian start with the given `seed`.
     ///
-    /// The estimate of a sample is the geometric mean of the last two growth
-    /// ratios `‖Jᵀv‖/‖v‖`, which approaches the spectral radius of `∂T/∂z`
-    /// when its largest eigenvalues are real, or form one complex pair. JFB
-    /// gives a descent direction when the factor is below 1; near or above 1
-    /// its gradient can be poor.
+    /// The estimate of a sample is the geometric mean of the growth ratios
+    /// `‖Jᵀv‖/‖v‖` over the second half of the iterations. It tends to the
+    /// spectral radius as `iters` grows, also when the dominant eigenvalues
+    /// form a complex pair, but slowly (with an error of order `1/iters`) when
+    /// they are close in modulus. NaN or infinite states give NaN or
+    /// infinite estimates, which `max` keeps.
+    ///
+    /// The spectral radius bounds the operator norm of `∂T/∂z` from below
+    /// only. JFB's descent guarantee (Fung et al., AAAI 2022) needs a bound
+    /// on the norm, so an estimate of 1 or more shows that the guarantee
+    /// fails, while an estimate below 1 does not prove that it holds: for a
+    /// non-normal Jacobian the JFB direction can be an ascent direction.
     ///
     /// # Errors
-    /// When `forward` is stale or `iters` is zero.
+    /// When `forward` is stale or `iters` is below 2.
     pub fn contraction_estimate(
         &self,
         forward: &ForwardResult<T>,
@@ -464,11 +641,11 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
     ) -> Result<ContractionEstimate> {
         self.check_data(data)?;
         self.check_forward_is_current(forward, data)?;
-        if iters == 0 {
+        if iters < 2 {
             return Err(Error::InvalidParameter {
                 name: "contraction iterations".into(),
-                value: 0.0,
-                requirement: "must be at least 1".into(),
+                value: iters as f64,
+                requirement: "must be at least 2".into(),
             });
         }
         let splitting = self.splitting();
@@ -479,9 +656,9 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
         let mut v = gaussian_matrix::<T>(state_dim, batch, seed);
         let mut w = Mat::<T>::zeros(state_dim, batch);
         normalize_columns(v.as_mut());
-        let mut last = vec![0.0f64; batch];
-        let mut previous = vec![0.0f64; batch];
-        for _ in 0..iters {
+        let averaged_from = iters / 2;
+        let mut log_sum = vec![0.0f64; batch];
+        for iteration in 0..iters {
             splitting.step_vjp(
                 Some(w.as_mut()),
                 forward.state.as_ref(),
@@ -491,19 +668,24 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
                 par,
                 stack,
             );
-            for j in 0..batch {
-                previous[j] = last[j];
-                last[j] = col_norm2(w.as_ref(), j).to_f64_lossless();
+            if iteration >= averaged_from {
+                for (j, sum) in log_sum.iter_mut().enumerate() {
+                    // v is a unit column, so the growth ratio is ‖Jᵀv‖.
+                    *sum += col_norm2(w.as_ref(), j).to_f64_lossless().ln();
+                }
             }
             core::mem::swap(&mut v, &mut w);
             normalize_columns(v.as_mut());
         }
-        let per_sample: Vec<f64> = last
-            .iter()
-            .zip(&previous)
-            .map(|(&a, &b)| if iters > 1 { (a * b).sqrt() } else { a })
-            .collect();
-        let max = per_sample.iter().copied().fold(0.0, f64::max);
+        let counted = (iters - averaged_from) as f64;
+        let per_sample: Vec<f64> = log_sum.iter().map(|sum| (sum / counted).exp()).collect();
+        let max = per_sample.iter().fold(0.0, |acc: f64, &e| {
+            if acc.is_nan() || e.is_nan() {
+                f64::NAN
+            } else {
+                acc.max(e)
+            }
+        });
         let mean = per_sample.iter().sum::<f64>() / batch as f64;
         Ok(ContractionEstimate {
             max,
@@ -637,6 +819,12 @@ impl<Alg: Splitting> std::fmt::Debug for AdjointSystem<'_, Alg> {
     }
 }
 
+/// Returns the tolerance of an adjoint solve: `rtol`, but not below 64
+/// machine epsilons of `T`, which rounding keeps the residual above.
+fn effective_rtol<T: Scalar>(rtol: f64) -> f64 {
+    rtol.max(64.0 * T::epsilon().to_f64_lossless())
+}
+
 fn frobenius<T: Scalar>(m: MatRef<'_, T>) -> f64 {
     (0..m.ncols())
         .map(|j| col_norm2(m, j).to_f64_lossless().powi(2))
@@ -668,6 +856,10 @@ impl<T: Scalar, Alg: Splitting<Real = T>> AdjointSystem<'_, Alg> {
             iterations,
             relative_residual,
             fix: match solver {
+                _ if !relative_residual.is_finite() => {
+                    "the solve produced NaN or infinite values; check the loss gradient and the forward state"
+                        .into()
+                }
                 AdjointSolver::FixedPoint => {
                     "the iteration converges only when T is contractive at the fixed point; \
                      try AdjointSolver::BiCgStab, more iterations, or JFB"
@@ -691,6 +883,7 @@ impl<T: Scalar, Alg: Splitting<Real = T>> AdjointSystem<'_, Alg> {
         let mut buffer = MemBuffer::new(self.splitting.step_vjp_scratch(batch, self.par));
         let stack = MemStack::new(&mut buffer);
         let g_norm = frobenius(g).max(f64::MIN_POSITIVE);
+        let rtol = effective_rtol::<T>(options.rtol);
         let mut u = g.to_owned();
         let mut next = Mat::<T>::zeros(g.nrows(), batch);
         let mut relative = f64::INFINITY;
@@ -712,8 +905,18 @@ impl<T: Scalar, Alg: Splitting<Real = T>> AdjointSystem<'_, Alg> {
             if !relative.is_finite() {
                 return Err(Self::failure(AdjointSolver::FixedPoint, iteration, relative));
             }
-            if relative <= options.rtol {
+            if relative <= rtol {
+                // The step test can pass when the iteration stagnates; accept
+                // only if the true residual also meets the tolerance, with a
+                // margin of 10 for rounding.
                 let relative_residual = self.relative_residual(g, u.as_ref(), stack);
+                if relative_residual.is_nan() || relative_residual > 10.0 * rtol {
+                    return Err(Self::failure(
+                        AdjointSolver::FixedPoint,
+                        iteration,
+                        relative_residual,
+                    ));
+                }
                 return Ok((
                     u,
                     AdjointReport {
@@ -731,6 +934,7 @@ impl<T: Scalar, Alg: Splitting<Real = T>> AdjointSystem<'_, Alg> {
     }
 
     fn solve_bicgstab(&self, g: MatRef<'_, T>, options: &ImplicitOptions) -> Result<(Mat<T>, AdjointReport)> {
+        let rtol = effective_rtol::<T>(options.rtol);
         let (state_dim, batch) = (g.nrows(), g.ncols());
         let dim = state_dim * batch;
         // The batch is one vector of length state_dim · batch, because the
@@ -750,7 +954,7 @@ impl<T: Scalar, Alg: Splitting<Real = T>> AdjointSystem<'_, Alg> {
         let params = BicgParams {
             initial_guess: InitialGuessStatus::MaybeNonZero,
             abs_tolerance: T::zero(),
-            rel_tolerance: T::lit(options.rtol),
+            rel_tolerance: T::lit(rtol),
             max_iters: options.max_iters,
             ..BicgParams::default()
         };
@@ -782,7 +986,7 @@ impl<T: Scalar, Alg: Splitting<Real = T>> AdjointSystem<'_, Alg> {
         // BiCGSTAB tests a recursively updated residual; accept the solution
         // only if the true residual also meets the tolerance (with a margin
         // of 10 for rounding).
-        if !relative_residual.is_finite() || relative_residual > 10.0 * options.rtol {
+        if !relative_residual.is_finite() || relative_residual > 10.0 * rtol {
             return Err(Self::failure(
                 AdjointSolver::BiCgStab,
                 iterations,

@@ -124,6 +124,18 @@ pub enum Error {
         fix: String,
     },
 
+    /// A gradient was requested at a forward state with NaN or infinite entries.
+    #[error(
+        "the forward pass diverged to NaN or infinite values in {samples} of {batch} samples, so no \
+         gradient exists there; lower the step sizes or the learning rate, or check the data"
+    )]
+    NonFiniteForward {
+        /// Samples whose state is not finite.
+        samples: usize,
+        /// Samples in the batch.
+        batch: usize,
+    },
+
     /// Implicit differentiation was requested at a point that is not a fixed point.
     #[error(
         "the forward pass did not converge for {unconverged} of {samples} samples (largest relative \

@@ -4,7 +4,7 @@ use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::{Mat, MatMut, MatRef, Par};
 
 use crate::validate::check_shape;
-use crate::{ForwardResult, Gradients, OptLayer, Result, Scalar, Splitting, check_grads_shape};
+use crate::{Error, ForwardResult, Gradients, OptLayer, Result, Scalar, Splitting, check_gradients};
 
 /// A loss on a batch of primal outputs: given `x` (`primal_dim x batch`), it
 /// writes `∂loss/∂x` into its second argument and returns the loss.
@@ -42,10 +42,12 @@ pub trait FixedPointJfb {
     /// parameters: the backward pass uses the step sizes recorded there.
     ///
     /// # Errors
-    /// [`Error::StaleForward`](crate::Error::StaleForward) when the step
-    /// sizes or the parameters changed since the forward pass or `data` is
-    /// another batch; a shape error when `forward`, `data` or `grads` do not
-    /// match the layer.
+    /// [`Error::StaleForward`](crate::Error::StaleForward) when the forward
+    /// result comes from another layer, the step sizes or the parameters
+    /// changed since the forward pass, or `data` is another batch; a shape
+    /// error when `forward`, `data` or `grads` do not match the layer;
+    /// [`Error::NonFiniteGradient`](crate::Error::NonFiniteGradient) when the
+    /// loss or the gradient is not finite. On error, `grads` is unchanged.
     fn jfb_gradient(
         &self,
         forward: &ForwardResult<Self::Real>,
@@ -74,7 +76,7 @@ impl<T: Scalar, Alg: Splitting<Real = T>> FixedPointJfb for OptLayer<Alg> {
             data.ncols(),
         )?;
         self.check_forward_is_current(forward, data)?;
-        check_grads_shape(splitting, grads.tensors())?;
+        check_gradients(splitting, grads)?;
 
         let batch = data.ncols();
         let par = if self.options().threads > 1 {
@@ -92,6 +94,19 @@ impl<T: Scalar, Alg: Splitting<Real = T>> FixedPointJfb for OptLayer<Alg> {
             cotangent.as_mut().subrows_mut(rows.start, rows.len()),
         );
 
+        if !loss_value.is_finite() {
+            return Err(Error::NonFiniteGradient {
+                what: "loss".into(),
+                param: "(the loss itself)".into(),
+                row: 0,
+                col: 0,
+                value: loss_value.to_f64_lossless(),
+            });
+        }
+
+        // Accumulate into a fresh buffer, so that a non-finite result leaves
+        // the caller's gradients unchanged.
+        let mut local = Gradients::zeros_for(splitting);
         let mut buffer = MemBuffer::new(splitting.step_vjp_scratch(batch, par));
         let stack = MemStack::new(&mut buffer);
         splitting.step_vjp(
@@ -99,10 +114,14 @@ impl<T: Scalar, Alg: Splitting<Real = T>> FixedPointJfb for OptLayer<Alg> {
             forward.state.as_ref(),
             data,
             cotangent.as_ref(),
-            Some(grads.tensors_mut()),
+            Some(local.tensors_mut()),
             par,
             stack,
         );
+        local.check_finite()?;
+        for (total, part) in grads.tensors_mut().iter_mut().zip(local.tensors()) {
+            faer::zip!(total.as_mut(), part.as_ref()).for_each(|faer::unzip!(t, p)| *t += *p);
+        }
         Ok(JfbOutput {
             loss: loss_value,
             x: x_next,

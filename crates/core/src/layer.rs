@@ -130,6 +130,8 @@ pub struct ForwardResult<T: Scalar> {
     pub samples: Vec<SampleReport<T>>,
     /// The step sizes used, by name.
     pub step_sizes: Vec<(String, f64)>,
+    /// The forward settings used.
+    pub options: ForwardOptions,
     /// Hashes of the parameters and the data batch of the pass.
     pub(crate) fingerprint: Fingerprint,
 }
@@ -137,6 +139,7 @@ pub struct ForwardResult<T: Scalar> {
 /// Hashes that tie a forward result to the parameters and data it was computed from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Fingerprint {
+    pub(crate) layer: u64,
     pub(crate) params: u64,
     pub(crate) data: u64,
 }
@@ -164,11 +167,16 @@ impl<T: Scalar> ForwardResult<T> {
         total as f64 / self.samples.len().max(1) as f64
     }
 
-    /// Returns the largest relative residual over the batch.
+    /// Returns the largest relative residual over the batch; NaN if any
+    /// sample's residual is NaN.
     pub fn max_relative_residual(&self) -> T {
-        self.samples
-            .iter()
-            .fold(T::zero(), |acc, s| acc.max(s.relative_residual))
+        self.samples.iter().fold(T::zero(), |acc, s| {
+            if acc.is_nan() || s.relative_residual.is_nan() {
+                T::nan()
+            } else {
+                acc.max(s.relative_residual)
+            }
+        })
     }
 }
 
@@ -186,7 +194,12 @@ impl<T: Scalar> ForwardResult<T> {
 pub struct OptLayer<Alg: Splitting> {
     splitting: Alg,
     options: ForwardOptions,
+    /// A number unique to this layer in the process, recorded by forward
+    /// results so that a backward pass rejects results of other layers.
+    id: u64,
 }
+
+static NEXT_LAYER_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
     /// Creates a layer from a splitting and default forward settings.
@@ -195,7 +208,12 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
     /// When `options` is invalid.
     pub fn new(splitting: Alg, options: ForwardOptions) -> Result<Self> {
         options.validate()?;
-        Ok(Self { splitting, options })
+        let id = NEXT_LAYER_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(Self {
+            splitting,
+            options,
+            id,
+        })
     }
 
     /// Returns the splitting.
@@ -286,6 +304,11 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
     /// # Errors
     /// [`Error::StaleForward`] naming what changed.
     pub fn check_forward_is_current(&self, forward: &ForwardResult<T>, data: MatRef<'_, T>) -> Result<()> {
+        if forward.fingerprint.layer != self.id {
+            return Err(Error::StaleForward {
+                reason: "it was computed by another layer".into(),
+            });
+        }
         let current = self.splitting.step_sizes();
         if current != forward.step_sizes {
             return Err(Error::StaleForward {
@@ -368,6 +391,7 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
 
         let x = self.splitting.primal(final_state.as_ref()).to_owned();
         let fingerprint = Fingerprint {
+            layer: self.id,
             params: params_fingerprint(&self.splitting),
             data: matrix_fingerprint(data),
         };
@@ -376,6 +400,7 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
             state: final_state,
             samples,
             step_sizes: self.splitting.step_sizes(),
+            options: options.clone(),
             fingerprint,
         })
     }

@@ -217,6 +217,32 @@ pub fn check_grads_shape<T: Scalar, P: Parameterized<T> + ?Sized>(model: &P, gra
     Ok(())
 }
 
+/// Checks that `grads` belongs to `model`: the same parameter names, in
+/// order, and shapes.
+///
+/// # Errors
+/// [`Error::ShapeMismatch`] naming the first parameter that differs.
+pub fn check_gradients<T: Scalar, P: Parameterized<T> + ?Sized>(
+    model: &P,
+    grads: &Gradients<T>,
+) -> Result<()> {
+    check_grads_shape(model, grads.tensors())?;
+    for (index, info) in grads.infos().iter().enumerate() {
+        let expected = model.param_info(index);
+        if info.name != expected.name {
+            return Err(Error::ShapeMismatch {
+                what: format!("gradient {index}"),
+                expected: format!("the gradient of parameter '{}'", expected.name),
+                found: format!(
+                    "the gradient of parameter '{}'; create it with Gradients::zeros_for(model)",
+                    info.name
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Gradients of a loss with respect to every parameter of a model, one matrix
 /// per parameter in the model's order and with the parameter's shape.
 #[derive(Clone, Debug)]

@@ -3,7 +3,8 @@
 use faer::Mat;
 use optlayer_core::validate::{check_nonnegative, check_positive};
 use optlayer_core::{
-    Error, Gradients, Parameterized, Result, Scalar, check_grads_shape, restore_params, snapshot_params,
+    Error, Gradients, Parameterized, Result, Scalar, check_gradients, check_grads_shape, restore_params,
+    snapshot_params,
 };
 
 /// Settings of [`Adam`].
@@ -121,7 +122,7 @@ impl<T: Scalar> Adam<T> {
     /// that overflowed). On error the parameters, the moments and the step
     /// count are left unchanged.
     pub fn step<P: Parameterized<T> + ?Sized>(&mut self, model: &mut P, grads: &Gradients<T>) -> Result<()> {
-        check_grads_shape(model, grads.tensors())?;
+        check_gradients(model, grads)?;
         if check_grads_shape(model, &self.first_moment).is_err() {
             return Err(Error::ShapeMismatch {
                 what: "Adam moments".into(),

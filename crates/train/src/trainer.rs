@@ -3,7 +3,7 @@
 use std::ops::ControlFlow;
 use std::time::Instant;
 
-use faer::{Mat, MatRef};
+use faer::{Mat, MatMut, MatRef};
 use optlayer_core::{
     Error, ForwardOptions, GradientMode, Gradients, OptLayer, Result, SampleReport, Scalar, Splitting,
     Status, mse, mse_loss,
@@ -29,7 +29,7 @@ pub struct TrainConfig {
     pub eval_forward: ForwardOptions,
     /// The gradient mode; JFB by default.
     pub gradient: GradientMode,
-    /// Whether to estimate the contraction factor at each training step, and
+    /// Whether to estimate the spectral radius of `∂T/∂z` at each training step, and
     /// what to do when it is not below 1.
     pub contraction: Option<ContractionCheck>,
 }
@@ -74,7 +74,21 @@ impl TrainConfig {
             });
         }
         self.forward.validate()?;
-        self.eval_forward.validate()
+        self.eval_forward.validate()?;
+        self.gradient.validate()?;
+        if let Some(check) = &self.contraction {
+            if check.iters < 2 {
+                return Err(Error::InvalidParameter {
+                    name: "contraction iterations".into(),
+                    value: check.iters as f64,
+                    requirement: "must be at least 2".into(),
+                });
+            }
+            if let Some(fallback) = &check.fallback {
+                fallback.validate()?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -84,7 +98,9 @@ pub struct EpochReport {
     /// Epoch number, starting at 1.
     pub epoch: usize,
     /// Mean squared error per entry over the epoch's batches, each measured
-    /// at the JFB output before that batch's update.
+    /// before that batch's update where the gradient mode evaluates the loss
+    /// (the JFB output `primal(T(z*))` by default; see
+    /// [`GradientMode`](optlayer_core::GradientMode)).
     pub train_mse: f64,
     /// Mean squared error per entry on the test set after the epoch, when a
     /// test set was given.
@@ -99,8 +115,11 @@ pub struct EpochReport {
     pub contraction_max: Option<f64>,
     /// Mean over batches of the largest contraction estimate, when estimated.
     pub contraction_mean: Option<f64>,
-    /// Batches whose gradient used the fallback mode.
+    /// Batches whose contraction estimate triggered the fallback mode.
     pub fallbacks: usize,
+    /// Fallbacks whose adjoint solve failed, so that the configured mode
+    /// gave the gradient instead.
+    pub fallback_failures: usize,
 }
 
 /// The forward outputs for a set of samples.
@@ -255,6 +274,22 @@ impl<T: Scalar> Trainer<T> {
         test: Option<&Dataset<T>>,
     ) -> Result<EpochReport> {
         check_dataset(layer, train)?;
+        // Memory limits of the gradient modes are checked before any work.
+        let largest_batch = self.config.batch_size.min(train.len());
+        let modes = std::iter::once(&self.config.gradient).chain(
+            self.config
+                .contraction
+                .as_ref()
+                .and_then(|check| check.fallback.as_ref()),
+        );
+        for mode in modes {
+            mode.check_memory(
+                layer.splitting().state_dim(),
+                largest_batch,
+                self.config.forward.max_iters,
+                std::mem::size_of::<T>(),
+            )?;
+        }
         if let Some(test) = test {
             check_dataset(layer, test)?;
         }
@@ -273,6 +308,7 @@ impl<T: Scalar> Trainer<T> {
         let mut converged = 0usize;
         let mut contraction: Vec<f64> = Vec::new();
         let mut fallbacks = 0usize;
+        let mut fallback_failures = 0usize;
         for (batch_index, indices) in order.chunks(batch_size).enumerate() {
             let len = indices.len();
             train.gather(indices, data.as_mut(), targets.as_mut());
@@ -283,25 +319,37 @@ impl<T: Scalar> Trainer<T> {
             iteration_sum += forward.samples.iter().map(|s| s.iterations).sum::<usize>();
             converged += forward.converged_count();
 
-            let mut mode = &self.config.gradient;
+            let mut fallback = None;
             if let Some(check) = &self.config.contraction {
                 let estimate =
                     layer.contraction_estimate(&forward, data_batch, check.iters, batch_index as u64)?;
                 contraction.push(estimate.max);
-                if let (Some(fallback), true) = (&check.fallback, estimate.max >= 1.0) {
-                    mode = fallback;
-                    fallbacks += 1;
+                // NaN counts as "not below 1".
+                if estimate.max.is_nan() || estimate.max >= 1.0 {
+                    fallback = check.fallback.as_ref();
                 }
             }
 
             grads.fill_zero();
-            let output = layer.gradient(
-                mode,
-                &forward,
-                data_batch,
-                &mut |x, grad| mse_loss(x, target_batch, grad),
-                &mut grads,
-            )?;
+            let mut loss = |x: MatRef<'_, T>, grad: MatMut<'_, T>| mse_loss(x, target_batch, grad);
+            let mut attempt = None;
+            if let Some(mode) = fallback {
+                fallbacks += 1;
+                match layer.gradient(mode, &forward, data_batch, &mut loss, &mut grads) {
+                    Ok(output) => attempt = Some(output),
+                    // The fallback (typically implicit) can fail where the
+                    // contraction estimate is high; the configured mode then
+                    // gives the gradient, and the failure is counted.
+                    Err(Error::AdjointSolveFailed { .. } | Error::ForwardNotConverged { .. }) => {
+                        fallback_failures += 1
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+            let output = match attempt {
+                Some(output) => output,
+                None => layer.gradient(&self.config.gradient, &forward, data_batch, &mut loss, &mut grads)?,
+            };
             loss_sum += output.loss.to_f64_lossless() * len as f64;
             self.optimizer.step(layer, &grads)?;
         }
@@ -322,6 +370,7 @@ impl<T: Scalar> Trainer<T> {
             contraction_mean: (!contraction.is_empty())
                 .then(|| contraction.iter().sum::<f64>() / contraction.len() as f64),
             fallbacks,
+            fallback_failures,
         })
     }
 
