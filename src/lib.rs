@@ -4,7 +4,7 @@
 //! (constraints, objectives, regularizers) with data-driven terms whose weights
 //! `Θ` are learned. The argmin is evaluated as the fixed point of a splitting
 //! iteration `z⁺ = T_Θ(z; d)`, and `Θ` is trained on pairs `(d, x*)` with
-//! Jacobian-free backpropagation: the forward pass iterates to the fixed
+//! Jacobian-free backpropagation. The forward pass iterates to the fixed
 //! point without recording anything, and the backward pass differentiates
 //! the last step alone.
 //!

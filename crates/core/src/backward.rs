@@ -448,6 +448,30 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
         (value, x, cotangent)
     }
 
+    /// Backpropagates through `steps` iterations from `start`, which are run
+    /// again and stored; `what` names the mode in memory errors.
+    #[allow(clippy::too_many_arguments)]
+    fn through_stored_steps(
+        &self,
+        what: &str,
+        start: MatRef<'_, T>,
+        steps: usize,
+        memory_limit: Option<usize>,
+        forward: &ForwardResult<T>,
+        data: MatRef<'_, T>,
+        loss: &mut LossFn<'_, T>,
+        grads: &mut Gradients<T>,
+    ) -> Result<GradientOutput<T>> {
+        let what = format!("{what} through {steps} iterations");
+        let mut store = StateStore::allocate(steps, start.nrows(), start.ncols(), memory_limit, &what)?;
+        let final_state = self.run_and_store(start, data, &mut store)?;
+        let (value, x, cotangent) = self.loss_cotangent(final_state.as_ref(), loss);
+        self.backpropagate(&store, data, cotangent, grads);
+        let mut output = self.output(forward, value, x);
+        output.stored_bytes = store.bytes();
+        Ok(output)
+    }
+
     fn truncated(
         &self,
         steps: usize,
@@ -457,22 +481,17 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
         loss: &mut LossFn<'_, T>,
         grads: &mut Gradients<T>,
     ) -> Result<GradientOutput<T>> {
-        if steps == 0 {
-            return Err(Error::InvalidParameter {
-                name: "truncated steps".into(),
-                value: 0.0,
-                requirement: "must be at least 1".into(),
-            });
-        }
-        let (state_dim, batch) = (forward.state.nrows(), forward.state.ncols());
-        let what = format!("truncated backpropagation through {steps} iterations");
-        let mut store = StateStore::allocate(steps, state_dim, batch, memory_limit, &what)?;
-        let final_state = self.run_and_store(forward.state.as_ref(), data, &mut store)?;
-        let (value, x, cotangent) = self.loss_cotangent(final_state.as_ref(), loss);
-        self.backpropagate(&store, data, cotangent, grads);
-        let mut output = self.output(forward, value, x);
-        output.stored_bytes = store.bytes();
-        Ok(output)
+        let start = forward.state.as_ref();
+        self.through_stored_steps(
+            "truncated backpropagation",
+            start,
+            steps,
+            memory_limit,
+            forward,
+            data,
+            loss,
+            grads,
+        )
     }
 
     fn unrolled(
@@ -484,25 +503,19 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
         loss: &mut LossFn<'_, T>,
         grads: &mut Gradients<T>,
     ) -> Result<GradientOutput<T>> {
-        if steps == 0 {
-            return Err(Error::InvalidParameter {
-                name: "unrolled steps".into(),
-                value: 0.0,
-                requirement: "must be at least 1".into(),
-            });
-        }
-        let splitting = self.splitting();
-        let (state_dim, batch) = (forward.state.nrows(), forward.state.ncols());
-        let what = format!("unrolled backpropagation through {steps} iterations");
-        let mut store = StateStore::allocate(steps, state_dim, batch, memory_limit, &what)?;
-        let mut initial = Mat::<T>::zeros(state_dim, batch);
-        splitting.init(initial.as_mut(), data);
-        let final_state = self.run_and_store(initial.as_ref(), data, &mut store)?;
-        let (value, x, cotangent) = self.loss_cotangent(final_state.as_ref(), loss);
-        self.backpropagate(&store, data, cotangent, grads);
-        let mut output = self.output(forward, value, x);
-        output.stored_bytes = store.bytes();
-        Ok(output)
+        let mut initial = Mat::<T>::zeros(forward.state.nrows(), forward.state.ncols());
+        self.splitting().init(initial.as_mut(), data);
+        let start = initial.as_ref();
+        self.through_stored_steps(
+            "unrolled backpropagation",
+            start,
+            steps,
+            memory_limit,
+            forward,
+            data,
+            loss,
+            grads,
+        )
     }
 
     /// Runs `store.len()` steps from `start`, storing every input state, and
