@@ -880,6 +880,7 @@ fn audit_with_random_directions() {
     let a = unit_column_matrix(m, n, 31);
     let data = &a * gaussian(n, 2, 32);
     let target = gaussian(n, 2, 33);
+
     let mut layer = OptLayer::new(
         sparse_model::<f64>(&gaussian(n, n, 34), &a, true),
         ForwardOptions::new(steps, 0.0),
@@ -894,6 +895,7 @@ fn audit_with_random_directions() {
         probes: 6,
         ..optlayer::AuditOptions::default()
     };
+
     let audit = layer
         .audit_gradients(
             data.as_ref(),

@@ -96,6 +96,7 @@ fn training_reports_contraction_and_falls_back() {
         ..SparseInverseConfig::default()
     };
     let problem = SparseInverseProblem::generate(&config).unwrap();
+
     let forward = ForwardOptions::new(100, 1e-6);
     let model = build_model::<f64>(&problem.theta0, &problem.a, problem.reference_steps().unwrap()).unwrap();
     let mut layer = OptLayer::new(model, forward.clone()).unwrap();
@@ -113,7 +114,7 @@ fn training_reports_contraction_and_falls_back() {
         rtol: 1e-3,
         allow_unconverged_forward: true,
     });
-    // A threshold-free check: every batch is estimated, and batches at or above 1 fall back.
+    // Every batch is estimated, and batches whose estimate is 1 or more fall back.
     let train_config = TrainConfig {
         epochs: 1,
         batch_size: 50,
@@ -130,20 +131,15 @@ fn training_reports_contraction_and_falls_back() {
         ..TrainConfig::default()
     };
     let mut trainer = Trainer::new(train_config, optimizer).unwrap();
-    let result = trainer.run_epoch(&mut layer, &problem.train, None);
-    match result {
-        Ok(report) => {
-            let max = report.contraction_max.unwrap();
-            let mean = report.contraction_mean.unwrap();
-            assert!(max.is_finite() && max > 0.0, "{report:?}");
-            assert!(mean <= max);
-            assert!(report.fallbacks <= 4);
-        }
-        // The fallback's adjoint solve may fail at an unconverged point; the
-        // failure must be the typed error, not a NaN update.
-        Err(error) => assert!(
-            matches!(error, optlayer::Error::AdjointSolveFailed { .. }),
-            "{error}"
-        ),
-    }
+
+    // The fallback's adjoint solve may fail at an unconverged point; the
+    // configured mode then gives the gradient, so the epoch completes.
+    let report = trainer.run_epoch(&mut layer, &problem.train, None).unwrap();
+    let max = report.contraction_max.unwrap();
+    let mean = report.contraction_mean.unwrap();
+    assert!(max.is_finite(), "{report:?}");
+    assert!(max > 0.0, "{report:?}");
+    assert!(mean <= max);
+    assert!(report.fallbacks <= 4);
+    assert!(report.fallback_failures <= report.fallbacks);
 }

@@ -388,13 +388,32 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
             GradientMode::Truncated {
                 steps,
                 memory_limit_bytes,
-            } => self.truncated(*steps, *memory_limit_bytes, forward, data, loss, &mut local)?,
+            } => self.through_stored_steps(
+                "truncated backpropagation",
+                forward.state.as_ref(),
+                *steps,
+                *memory_limit_bytes,
+                forward,
+                data,
+                loss,
+                &mut local,
+            )?,
             GradientMode::Unrolled {
                 steps,
                 memory_limit_bytes,
             } => {
-                let steps = steps.unwrap_or(forward.options.max_iters);
-                self.unrolled(steps, *memory_limit_bytes, forward, data, loss, &mut local)?
+                let mut initial = Mat::<T>::zeros(forward.state.nrows(), forward.state.ncols());
+                self.splitting().init(initial.as_mut(), data);
+                self.through_stored_steps(
+                    "unrolled backpropagation",
+                    initial.as_ref(),
+                    steps.unwrap_or(forward.options.max_iters),
+                    *memory_limit_bytes,
+                    forward,
+                    data,
+                    loss,
+                    &mut local,
+                )?
             }
             GradientMode::Implicit(options) => self.implicit(options, forward, data, loss, &mut local)?,
         };
@@ -470,52 +489,6 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
         let mut output = self.output(forward, value, x);
         output.stored_bytes = store.bytes();
         Ok(output)
-    }
-
-    fn truncated(
-        &self,
-        steps: usize,
-        memory_limit: Option<usize>,
-        forward: &ForwardResult<T>,
-        data: MatRef<'_, T>,
-        loss: &mut LossFn<'_, T>,
-        grads: &mut Gradients<T>,
-    ) -> Result<GradientOutput<T>> {
-        let start = forward.state.as_ref();
-        self.through_stored_steps(
-            "truncated backpropagation",
-            start,
-            steps,
-            memory_limit,
-            forward,
-            data,
-            loss,
-            grads,
-        )
-    }
-
-    fn unrolled(
-        &self,
-        steps: usize,
-        memory_limit: Option<usize>,
-        forward: &ForwardResult<T>,
-        data: MatRef<'_, T>,
-        loss: &mut LossFn<'_, T>,
-        grads: &mut Gradients<T>,
-    ) -> Result<GradientOutput<T>> {
-        let mut initial = Mat::<T>::zeros(forward.state.nrows(), forward.state.ncols());
-        self.splitting().init(initial.as_mut(), data);
-        let start = initial.as_ref();
-        self.through_stored_steps(
-            "unrolled backpropagation",
-            start,
-            steps,
-            memory_limit,
-            forward,
-            data,
-            loss,
-            grads,
-        )
     }
 
     /// Runs `store.len()` steps from `start`, storing every input state, and
@@ -638,10 +611,10 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
     /// infinite estimates, which `max` keeps.
     ///
     /// The spectral radius bounds the operator norm of `∂T/∂z` from below
-    /// only. JFB's descent guarantee (Fung et al., AAAI 2022) needs a bound
-    /// on the norm, so an estimate of 1 or more shows that the guarantee
-    /// fails, while an estimate below 1 does not prove that it holds: for a
-    /// non-normal Jacobian the JFB direction can be an ascent direction.
+    /// only, and JFB's descent guarantee (Fung et al., AAAI 2022) needs a
+    /// bound on the norm. So an estimate of 1 or more shows that the
+    /// guarantee fails, but an estimate below 1 does not prove that it holds.
+    /// For a non-normal Jacobian the JFB direction can be an ascent direction.
     ///
     /// # Errors
     /// When `forward` is stale or `iters` is below 2.
@@ -661,11 +634,13 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
                 requirement: "must be at least 2".into(),
             });
         }
+
         let splitting = self.splitting();
         let (state_dim, batch) = (forward.state.nrows(), forward.state.ncols());
         let par = parallelism(self.options().threads);
         let mut buffer = MemBuffer::new(splitting.step_vjp_scratch(batch, par));
         let stack = MemStack::new(&mut buffer);
+
         let mut v = gaussian_matrix::<T>(state_dim, batch, seed);
         let mut w = Mat::<T>::zeros(state_dim, batch);
         normalize_columns(v.as_mut());
@@ -690,6 +665,7 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
             core::mem::swap(&mut v, &mut w);
             normalize_columns(v.as_mut());
         }
+
         let counted = (iters - averaged_from) as f64;
         let per_sample: Vec<f64> = log_sum.iter().map(|sum| (sum / counted).exp()).collect();
         let max = per_sample.iter().fold(0.0, |acc: f64, &e| {
@@ -919,9 +895,9 @@ impl<T: Scalar, Alg: Splitting<Real = T>> AdjointSystem<'_, Alg> {
                 return Err(Self::failure(AdjointSolver::FixedPoint, iteration, relative));
             }
             if relative <= rtol {
-                // The step test can pass when the iteration stagnates; accept
-                // only if the true residual also meets the tolerance, with a
-                // margin of 10 for rounding.
+                // The step test also passes when the iteration stagnates, so
+                // the true residual must meet the tolerance too (with a margin
+                // of 10 for rounding).
                 let relative_residual = self.relative_residual(g, u.as_ref(), stack);
                 if relative_residual.is_nan() || relative_residual > 10.0 * rtol {
                     return Err(Self::failure(
@@ -950,11 +926,13 @@ impl<T: Scalar, Alg: Splitting<Real = T>> AdjointSystem<'_, Alg> {
         let rtol = effective_rtol::<T>(options.rtol);
         let (state_dim, batch) = (g.nrows(), g.ncols());
         let dim = state_dim * batch;
+
         // The batch is one vector of length state_dim · batch, because the
         // Jacobian differs between samples and a block solver would mix them.
         let mut rhs = vec![T::zero(); dim];
         MatMut::from_column_major_slice_mut(&mut rhs, state_dim, batch).copy_from(g);
         let mut solution = vec![T::zero(); dim];
+
         let operator = VectorizedAdjoint {
             system: self,
             state_dim,
@@ -983,6 +961,7 @@ impl<T: Scalar, Alg: Splitting<Real = T>> AdjointSystem<'_, Alg> {
             self.par,
             MemStack::new(&mut buffer),
         );
+
         let u = MatRef::from_column_major_slice(&solution, state_dim, batch).to_owned();
         let mut check = MemBuffer::new(self.splitting.step_vjp_scratch(batch, self.par));
         let relative_residual = self.relative_residual(g, u.as_ref(), MemStack::new(&mut check));
@@ -996,9 +975,9 @@ impl<T: Scalar, Alg: Splitting<Real = T>> AdjointSystem<'_, Alg> {
                 ));
             }
         };
-        // BiCGSTAB tests a recursively updated residual; accept the solution
-        // only if the true residual also meets the tolerance (with a margin
-        // of 10 for rounding).
+
+        // BiCGSTAB tests a recursively updated residual, so the true residual
+        // must meet the tolerance too (with a margin of 10 for rounding).
         if !relative_residual.is_finite() || relative_residual > 10.0 * rtol {
             return Err(Self::failure(
                 AdjointSolver::BiCgStab,

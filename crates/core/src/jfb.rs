@@ -42,12 +42,14 @@ pub trait FixedPointJfb {
     /// parameters: the backward pass uses the step sizes recorded there.
     ///
     /// # Errors
-    /// [`Error::StaleForward`](crate::Error::StaleForward) when the forward
-    /// result comes from another layer, the step sizes or the parameters
-    /// changed since the forward pass, or `data` is another batch; a shape
-    /// error when `forward`, `data` or `grads` do not match the layer;
-    /// [`Error::NonFiniteGradient`](crate::Error::NonFiniteGradient) when the
-    /// loss or the gradient is not finite. On error, `grads` is unchanged.
+    /// - [`Error::StaleForward`](crate::Error::StaleForward) when the forward
+    ///   result comes from another layer or another data batch, or the step
+    ///   sizes or parameters changed since it was computed;
+    /// - a shape error when `forward`, `data` or `grads` do not match the layer;
+    /// - [`Error::NonFiniteGradient`](crate::Error::NonFiniteGradient) when the
+    ///   loss or the gradient is not finite.
+    ///
+    /// On error, `grads` is unchanged.
     fn jfb_gradient(
         &self,
         forward: &ForwardResult<Self::Real>,

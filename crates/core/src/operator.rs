@@ -154,7 +154,7 @@ fn gaussian_start<T: Scalar>(dim: usize, seed: u64) -> Mat<T> {
 ///
 /// Returns the estimate `‖K v‖` for the last unit iterate `v`, and `v`. The
 /// returned vector is always a finite unit vector, so it can warm-start the
-/// next estimate: a zero or non-finite `start` is replaced by a seeded
+/// next estimate. A zero or non-finite `start` is replaced by a seeded
 /// Gaussian one, and an iterate that `KᵀK` maps to zero is kept as it is. A
 /// zero operator gives an estimate of zero.
 pub fn power_iteration_from<T: Scalar, K: Operator<T> + ?Sized>(

@@ -103,8 +103,8 @@ pub trait Splitting: Parameterized<Self::Real> + Send + Sync {
     /// `z_bar` is given, and adds `(∂T/∂Θ)ᵀ c`, summed over the batch, to
     /// `grads` when it is given (the splitting's gradients in parameter
     /// order). Jacobian-free backpropagation needs only the parameter
-    /// gradient and passes `None` for `z_bar`; an iterative adjoint solve needs
-    /// only the state part and passes `None` for `grads`.
+    /// gradient, so it passes `None` for `z_bar`. An iterative adjoint solve
+    /// needs only the state part, so it passes `None` for `grads`.
     #[allow(clippy::too_many_arguments)]
     fn step_vjp(
         &self,

@@ -12,7 +12,7 @@
 
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::{Accum, Mat, MatMut, MatRef, Par};
-use optlayer_core::{Operator, Prox, Splitting};
+use optlayer_core::{Operator, Parameterized, Prox, Splitting};
 
 /// Settings of a finite-difference check.
 #[derive(Clone, Copy, Debug)]
@@ -143,6 +143,76 @@ fn step_loss<S: Splitting<Real = f64>>(
     inner(cotangent, out.as_ref())
 }
 
+/// Returns zero gradients shaped like the parameters of `model`.
+fn zero_grads<P: Parameterized<f64> + ?Sized>(model: &P) -> Vec<Mat<f64>> {
+    (0..model.param_count())
+        .map(|i| model.param_info(i))
+        .map(|p| Mat::zeros(p.nrows, p.ncols))
+        .collect()
+}
+
+/// Compares `analytic` with central differences of `value` in every entry
+/// of `point`, which is restored after each perturbation.
+fn compare_in_matrix(
+    point: MatRef<'_, f64>,
+    analytic: MatRef<'_, f64>,
+    label: &str,
+    opts: &FdOptions,
+    mut value: impl FnMut(MatRef<'_, f64>) -> f64,
+) -> GradientCheck {
+    let center = value(point);
+    let mut acc = Accumulator::new();
+    let mut point = point.to_owned();
+    for j in 0..point.ncols() {
+        for i in 0..point.nrows() {
+            let original = point[(i, j)];
+            point[(i, j)] = original + opts.eps;
+            let plus = value(point.as_ref());
+            point[(i, j)] = original - opts.eps;
+            let minus = value(point.as_ref());
+            point[(i, j)] = original;
+            acc.record(
+                || format!("{label} entry ({i}, {j})"),
+                minus,
+                center,
+                plus,
+                analytic[(i, j)],
+                opts,
+            );
+        }
+    }
+    acc.finish()
+}
+
+/// Compares `grads` with central differences of `value` in every parameter
+/// entry of `model`. Entries are written through `param_mut` and restored,
+/// without `after_param_update`, so steps and normalizations stay fixed.
+fn compare_in_params<P: Parameterized<f64> + ?Sized>(
+    model: &mut P,
+    grads: &[Mat<f64>],
+    opts: &FdOptions,
+    mut value: impl FnMut(&P) -> f64,
+) -> GradientCheck {
+    let center = value(model);
+    let mut acc = Accumulator::new();
+    for (p, grad) in grads.iter().enumerate() {
+        let name = model.param_info(p).name;
+        for j in 0..grad.ncols() {
+            for i in 0..grad.nrows() {
+                let original = model.param(p)[(i, j)];
+                model.param_mut(p)[(i, j)] = original + opts.eps;
+                let plus = value(model);
+                model.param_mut(p)[(i, j)] = original - opts.eps;
+                let minus = value(model);
+                model.param_mut(p)[(i, j)] = original;
+                let label = || format!("parameter '{name}' entry ({i}, {j})");
+                acc.record(label, minus, center, plus, grad[(i, j)], opts);
+            }
+        }
+    }
+    acc.finish()
+}
+
 /// Checks the state part of [`Splitting::step_vjp`]: `(∂T/∂z)ᵀ c` against
 /// central differences of `⟨c, T(z)⟩` in every entry of `z`. The product is
 /// computed without parameter gradients (`grads = None`).
@@ -164,29 +234,9 @@ pub fn check_step_vjp_state<S: Splitting<Real = f64>>(
         Par::Seq,
         MemStack::new(&mut buffer),
     );
-
-    let center = step_loss(s, z, data, cotangent);
-    let mut acc = Accumulator::new();
-    let mut point = z.to_owned();
-    for j in 0..z.ncols() {
-        for i in 0..z.nrows() {
-            let original = point[(i, j)];
-            point[(i, j)] = original + opts.eps;
-            let plus = step_loss(s, point.as_ref(), data, cotangent);
-            point[(i, j)] = original - opts.eps;
-            let minus = step_loss(s, point.as_ref(), data, cotangent);
-            point[(i, j)] = original;
-            acc.record(
-                || format!("state entry ({i}, {j})"),
-                minus,
-                center,
-                plus,
-                z_bar[(i, j)],
-                opts,
-            );
-        }
-    }
-    acc.finish()
+    compare_in_matrix(z, z_bar.as_ref(), "state", opts, |point| {
+        step_loss(s, point, data, cotangent)
+    })
 }
 
 /// Checks the parameter part of [`Splitting::step_vjp`]: `(∂T/∂Θ)ᵀ c`
@@ -204,10 +254,7 @@ pub fn check_step_vjp_params<S: Splitting<Real = f64>>(
     cotangent: MatRef<'_, f64>,
     opts: &FdOptions,
 ) -> GradientCheck {
-    let mut grads: Vec<Mat<f64>> = (0..s.param_count())
-        .map(|i| s.param_info(i))
-        .map(|p| Mat::zeros(p.nrows, p.ncols))
-        .collect();
+    let mut grads = zero_grads(s);
     let mut buffer = MemBuffer::new(s.step_vjp_scratch(z.ncols(), Par::Seq));
     s.step_vjp(
         None,
@@ -218,31 +265,7 @@ pub fn check_step_vjp_params<S: Splitting<Real = f64>>(
         Par::Seq,
         MemStack::new(&mut buffer),
     );
-
-    let center = step_loss(s, z, data, cotangent);
-    let mut acc = Accumulator::new();
-    for (p, grad) in grads.iter().enumerate() {
-        let name = s.param_info(p).name;
-        for j in 0..grad.ncols() {
-            for i in 0..grad.nrows() {
-                let original = s.param(p)[(i, j)];
-                s.param_mut(p)[(i, j)] = original + opts.eps;
-                let plus = step_loss(s, z, data, cotangent);
-                s.param_mut(p)[(i, j)] = original - opts.eps;
-                let minus = step_loss(s, z, data, cotangent);
-                s.param_mut(p)[(i, j)] = original;
-                acc.record(
-                    || format!("parameter '{name}' entry ({i}, {j})"),
-                    minus,
-                    center,
-                    plus,
-                    grad[(i, j)],
-                    opts,
-                );
-            }
-        }
-    }
-    acc.finish()
+    compare_in_params(s, &grads, opts, |s| step_loss(s, z, data, cotangent))
 }
 
 /// Checks [`Prox::prox_vjp`] against central differences of
@@ -255,35 +278,13 @@ pub fn check_prox_vjp<P: Prox<f64> + ?Sized>(
     cotangent: MatRef<'_, f64>,
     opts: &FdOptions,
 ) -> GradientCheck {
-    let value = |point: MatRef<'_, f64>| {
+    let mut v_bar = Mat::zeros(v.nrows(), v.ncols());
+    prox.prox_vjp(v_bar.as_mut(), v, gamma, data, cotangent);
+    compare_in_matrix(v, v_bar.as_ref(), "input", opts, |point| {
         let mut out = Mat::zeros(point.nrows(), point.ncols());
         prox.prox(out.as_mut(), point, gamma, data);
         inner(cotangent, out.as_ref())
-    };
-    let mut v_bar = Mat::zeros(v.nrows(), v.ncols());
-    prox.prox_vjp(v_bar.as_mut(), v, gamma, data, cotangent);
-    let center = value(v);
-    let mut acc = Accumulator::new();
-    let mut point = v.to_owned();
-    for j in 0..v.ncols() {
-        for i in 0..v.nrows() {
-            let original = point[(i, j)];
-            point[(i, j)] = original + opts.eps;
-            let plus = value(point.as_ref());
-            point[(i, j)] = original - opts.eps;
-            let minus = value(point.as_ref());
-            point[(i, j)] = original;
-            acc.record(
-                || format!("input entry ({i}, {j})"),
-                minus,
-                center,
-                plus,
-                v_bar[(i, j)],
-                opts,
-            );
-        }
-    }
-    acc.finish()
+    })
 }
 
 /// Checks [`Prox::accumulate_grad`] against central differences of
@@ -296,39 +297,13 @@ pub fn check_prox_grads<P: Prox<f64>>(
     cotangent: MatRef<'_, f64>,
     opts: &FdOptions,
 ) -> GradientCheck {
-    let value = |prox: &P| {
+    let mut grads = zero_grads(prox);
+    prox.accumulate_grad(&mut grads, v, gamma, data, cotangent);
+    compare_in_params(prox, &grads, opts, |prox| {
         let mut out = Mat::zeros(v.nrows(), v.ncols());
         prox.prox(out.as_mut(), v, gamma, data);
         inner(cotangent, out.as_ref())
-    };
-    let mut grads: Vec<Mat<f64>> = (0..prox.param_count())
-        .map(|i| prox.param_info(i))
-        .map(|p| Mat::zeros(p.nrows, p.ncols))
-        .collect();
-    prox.accumulate_grad(&mut grads, v, gamma, data, cotangent);
-    let center = value(prox);
-    let mut acc = Accumulator::new();
-    for (p, grad) in grads.iter().enumerate() {
-        for j in 0..grad.ncols() {
-            for i in 0..grad.nrows() {
-                let original = prox.param(p)[(i, j)];
-                prox.param_mut(p)[(i, j)] = original + opts.eps;
-                let plus = value(prox);
-                prox.param_mut(p)[(i, j)] = original - opts.eps;
-                let minus = value(prox);
-                prox.param_mut(p)[(i, j)] = original;
-                acc.record(
-                    || format!("parameter {p} entry ({i}, {j})"),
-                    minus,
-                    center,
-                    plus,
-                    grad[(i, j)],
-                    opts,
-                );
-            }
-        }
-    }
-    acc.finish()
+    })
 }
 
 /// Checks [`Operator::accumulate_grad`] and
@@ -342,7 +317,10 @@ pub fn check_operator_grads<O: Operator<f64>>(
     h: MatRef<'_, f64>,
     opts: &FdOptions,
 ) -> GradientCheck {
-    let value = |op: &O| {
+    let mut grads = zero_grads(op);
+    op.accumulate_grad(&mut grads, 1.0, g, x, Par::Seq);
+    op.accumulate_grad_adjoint(&mut grads, 1.0, h, y, Par::Seq);
+    compare_in_params(op, &grads, opts, |op| {
         let mut buffer = MemBuffer::new(op.apply_scratch(x.ncols().max(y.ncols()), Par::Seq));
         let stack = MemStack::new(&mut buffer);
         let mut kx = Mat::zeros(op.nrows(), x.ncols());
@@ -350,36 +328,7 @@ pub fn check_operator_grads<O: Operator<f64>>(
         let mut kty = Mat::zeros(op.ncols(), y.ncols());
         op.apply_adjoint(kty.as_mut(), Accum::Replace, 1.0, y, Par::Seq, stack);
         inner(g, kx.as_ref()) + inner(h, kty.as_ref())
-    };
-    let mut grads: Vec<Mat<f64>> = (0..op.param_count())
-        .map(|i| op.param_info(i))
-        .map(|p| Mat::zeros(p.nrows, p.ncols))
-        .collect();
-    op.accumulate_grad(&mut grads, 1.0, g, x, Par::Seq);
-    op.accumulate_grad_adjoint(&mut grads, 1.0, h, y, Par::Seq);
-    let center = value(op);
-    let mut acc = Accumulator::new();
-    for (p, grad) in grads.iter().enumerate() {
-        for j in 0..grad.ncols() {
-            for i in 0..grad.nrows() {
-                let original = op.param(p)[(i, j)];
-                op.param_mut(p)[(i, j)] = original + opts.eps;
-                let plus = value(op);
-                op.param_mut(p)[(i, j)] = original - opts.eps;
-                let minus = value(op);
-                op.param_mut(p)[(i, j)] = original;
-                acc.record(
-                    || format!("parameter {p} entry ({i}, {j})"),
-                    minus,
-                    center,
-                    plus,
-                    grad[(i, j)],
-                    opts,
-                );
-            }
-        }
-    }
-    acc.finish()
+    })
 }
 
 /// Returns the dot-test error `|⟨K x, y⟩ − ⟨x, Kᵀ y⟩| / (‖K x‖ ‖y‖)` for the

@@ -98,8 +98,8 @@ pub struct EpochReport {
     /// Epoch number, starting at 1.
     pub epoch: usize,
     /// Mean squared error per entry over the epoch's batches, each measured
-    /// before that batch's update where the gradient mode evaluates the loss
-    /// (the JFB output `primal(T(z*))` by default; see
+    /// before that batch's update. The gradient mode sets the point of the
+    /// measurement: the JFB output `primal(T(z*))` by default (see
     /// [`GradientMode`](optlayer_core::GradientMode)).
     pub train_mse: f64,
     /// Mean squared error per entry on the test set after the epoch, when a

@@ -8,7 +8,7 @@ use optlayer_core::{
 
 use super::dense_apply;
 
-/// How a [`LearnableDense`] matrix is rescaled after every parameter update.
+/// The rescaling of a [`LearnableDense`] matrix after every parameter update.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Normalization {
     /// No rescaling.
