@@ -6,6 +6,7 @@
 //!
 //! - [`Operator`]: linear maps and their adjoints on batches, learnable or fixed;
 //! - [`Prox`]: proximal maps with their vector-Jacobian products;
+//! - [`Smooth`]: differentiable terms with gradients and Hessian-vector products;
 //! - [`Splitting`]: one iteration and its vector-Jacobian product;
 //! - [`OptLayer`]: the loop, the stopping rule and per-sample reports;
 //! - [`FixedPointJfb`]: gradients from one `step_vjp` at the fixed point;
@@ -26,6 +27,7 @@ mod operator;
 mod params;
 mod prox;
 mod scalar;
+mod smooth;
 mod splitting;
 pub mod validate;
 
@@ -43,6 +45,7 @@ pub use params::{
 };
 pub use prox::Prox;
 pub use scalar::Scalar;
+pub use smooth::Smooth;
 pub use splitting::Splitting;
 
 /// Re-export of faer, so downstream crates name one version.

@@ -59,6 +59,19 @@ pub trait Prox<T: Scalar>: Parameterized<T> + Send + Sync {
         0
     }
 
+    /// Returns `g(x)` for column `col` of the batch, or `None` when the map
+    /// does not provide its function's value.
+    ///
+    /// Indicator functions return zero for points within a relative
+    /// tolerance of their set (the tolerance scales with `√ε` of the scalar
+    /// type, so projections rounded to the working precision count as
+    /// inside) and infinity otherwise. This method may allocate: it serves
+    /// reports and tests, not the iteration loop.
+    fn value(&self, x: MatRef<'_, T>, data: MatRef<'_, T>, col: usize) -> Option<T> {
+        let _ = (x, data, col);
+        None
+    }
+
     /// Writes `out = prox_{γg}(v)` column by column. `out` and `v` have the
     /// same shape; `gamma ≥ 0`, and `gamma = 0` gives the identity for
     /// functions that are finite everywhere.
