@@ -42,6 +42,7 @@ fn zero_solution_converges_at_once() {
     assert_eq!(result.samples[0].iterations, 1);
     assert_eq!(result.samples[0].residual, 0.0);
     assert_eq!(result.samples[0].relative_residual, 0.0);
+    assert_eq!(result.samples[0].constraint_residual, Some(0.0));
 }
 
 #[test]
@@ -83,6 +84,14 @@ fn inconsistent_constraint_is_not_converged() {
     assert!(
         (constraint_residual - 0.447214).abs() < 1e-3,
         "‖Ax − d‖ = {constraint_residual}"
+    );
+    // The report carries the same residual, measured by the splitting.
+    let reported = result.samples[0]
+        .constraint_residual
+        .expect("the model has a constraint");
+    assert!(
+        (reported - constraint_residual).abs() < 1e-12,
+        "reported {reported}"
     );
 }
 

@@ -116,6 +116,10 @@ pub struct SampleReport<T> {
     pub relative_residual: T,
     /// The outcome of the iteration.
     pub status: Status,
+    /// The constraint residual of the final iterate, from
+    /// [`Splitting::constraint_residual`]; `None` when the model has no
+    /// constraints the scheme measures.
+    pub constraint_residual: Option<T>,
 }
 
 /// The result of a forward pass on a batch.
@@ -389,6 +393,11 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
             }
         }
 
+        for (col, report) in samples.iter_mut().enumerate() {
+            report.constraint_residual = self
+                .splitting
+                .constraint_residual(final_state.as_ref(), data, col);
+        }
         let x = self.splitting.primal(final_state.as_ref()).to_owned();
         let fingerprint = Fingerprint {
             layer: self.id,
@@ -431,6 +440,7 @@ fn iterate_block<T: Scalar, Alg: Splitting<Real = T>>(
             residual: T::nan(),
             relative_residual: T::nan(),
             status: Status::IterationLimit,
+            constraint_residual: None,
         };
         batch
     ];

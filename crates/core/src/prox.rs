@@ -72,6 +72,27 @@ pub trait Prox<T: Scalar>: Parameterized<T> + Send + Sync {
         None
     }
 
+    /// Returns whether `g` is the indicator of a closed convex set, so that
+    /// the prox is the projection onto the set for every `γ`.
+    fn is_indicator(&self) -> bool {
+        false
+    }
+
+    /// Returns the distance `‖v − P(v)‖₂` of column `col` of `v` from the
+    /// set, for indicators, and `None` for other functions.
+    ///
+    /// The provided method projects the column; it allocates and serves
+    /// reports, such as the constraint residual of a forward pass.
+    fn infeasibility(&self, v: MatRef<'_, T>, data: MatRef<'_, T>, col: usize) -> Option<T> {
+        if !self.is_indicator() {
+            return None;
+        }
+        let v_col = v.subcols(col, 1);
+        let mut projected = Mat::zeros(v.nrows(), 1);
+        self.prox(projected.as_mut(), v_col, T::one(), data.subcols(col, 1));
+        Some(crate::columns::col_diff_norm2(v_col, projected.as_ref(), 0))
+    }
+
     /// Writes `out = prox_{γg}(v)` column by column. `out` and `v` have the
     /// same shape; `gamma ≥ 0`, and `gamma = 0` gives the identity for
     /// functions that are finite everywhere.

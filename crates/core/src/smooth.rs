@@ -38,7 +38,14 @@ pub trait Smooth<T: Scalar>: Parameterized<T> + Send + Sync {
     }
 
     /// Writes `out = ∇f(x; d)`, column by column.
-    fn gradient(&self, out: MatMut<'_, T>, x: MatRef<'_, T>, data: MatRef<'_, T>, par: Par, stack: &mut MemStack);
+    fn gradient(
+        &self,
+        out: MatMut<'_, T>,
+        x: MatRef<'_, T>,
+        data: MatRef<'_, T>,
+        par: Par,
+        stack: &mut MemStack,
+    );
 
     /// Writes `out = ∇²f(x; d) v`, column by column.
     #[allow(clippy::too_many_arguments)]

@@ -72,6 +72,25 @@ pub trait Splitting: Parameterized<Self::Real> + Send + Sync {
         )
     }
 
+    /// Returns how far the primal iterate of column `col` is from satisfying
+    /// the model's hard constraints (the Euclidean distance of each
+    /// constrained quantity from its set, combined as a root sum of squares),
+    /// or `None` when the model has no constraints or the scheme does not
+    /// measure them.
+    ///
+    /// A forward pass reports it per sample, so that a problem whose
+    /// constraints cannot be met shows how close the iterate came. It may
+    /// allocate: it runs once per sample after the iteration.
+    fn constraint_residual(
+        &self,
+        z: MatRef<'_, Self::Real>,
+        data: MatRef<'_, Self::Real>,
+        col: usize,
+    ) -> Option<Self::Real> {
+        let _ = (z, data, col);
+        None
+    }
+
     /// Returns the step sizes the next step will use, by name.
     fn step_sizes(&self) -> Vec<(String, f64)>;
 

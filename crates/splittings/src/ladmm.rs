@@ -463,6 +463,32 @@ impl<T: Scalar> Splitting for LinearizedAdmm<T> {
         self.state_dim
     }
 
+    /// Returns the root sum of squares of the distances of `K_i x` from the
+    /// sets of the blocks whose `g_i` is an indicator (for the block
+    /// `(A, indicator of {d})`, the residual `‖Ax − d‖`), or `None` when no
+    /// block is an indicator.
+    fn constraint_residual(&self, z: MatRef<'_, T>, data: MatRef<'_, T>, col: usize) -> Option<T> {
+        let x = z.subrows(0, self.primal_dim).subcols(col, 1);
+        let mut total: Option<T> = None;
+        for block in self.blocks.iter().filter(|b| b.prox.is_indicator()) {
+            let op = &*block.operator;
+            let mut kx = Mat::zeros(op.nrows(), 1);
+            let mut buffer = faer::dyn_stack::MemBuffer::new(op.apply_scratch(1, Par::Seq));
+            op.apply(
+                kx.as_mut(),
+                Accum::Replace,
+                T::one(),
+                x,
+                Par::Seq,
+                MemStack::new(&mut buffer),
+            );
+            let distance = block.prox.infeasibility(kx.as_ref(), data.subcols(col, 1), 0)?;
+            let sum = total.unwrap_or_else(T::zero);
+            total = Some(sum.hypot(distance));
+        }
+        total
+    }
+
     fn step_sizes(&self) -> Vec<(String, f64)> {
         vec![
             ("alpha".into(), self.alpha.to_f64_lossless()),

@@ -64,6 +64,10 @@ impl<T: Scalar> IndicatorPoint<T> {
 impl<T: Scalar> Parameterized<T> for IndicatorPoint<T> {}
 
 impl<T: Scalar> Prox<T> for IndicatorPoint<T> {
+    fn is_indicator(&self) -> bool {
+        true
+    }
+
     fn dim(&self) -> Option<usize> {
         match &self.source {
             PointSource::Data { len, .. } => Some(*len),

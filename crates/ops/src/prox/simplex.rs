@@ -49,6 +49,10 @@ fn simplex_threshold<T: Scalar>(v: impl Fn(usize) -> T, len: usize) -> T {
 impl<T: Scalar> Parameterized<T> for Simplex {}
 
 impl<T: Scalar> Prox<T> for Simplex {
+    fn is_indicator(&self) -> bool {
+        true
+    }
+
     fn prox(&self, mut out: MatMut<'_, T>, v: MatRef<'_, T>, _gamma: T, _data: MatRef<'_, T>) {
         let len = v.nrows();
         for col in 0..v.ncols() {
