@@ -1,6 +1,9 @@
 //! Test harness for optlayer, for this workspace's tests and for users who
 //! add their own operators, proximal maps and splittings.
 //!
+//! - [`conformance`]: the checks every splitting should pass: convergence,
+//!   agreement with a reference solution, optimality, vector-Jacobian
+//!   products against finite differences, in `f64` and `f32`.
 //! - [`fd`]: central finite-difference checks of every vector-Jacobian
 //!   product a type provides (state and parameter cotangents of a
 //!   [`Splitting`](optlayer_core::Splitting), a [`Prox`](optlayer_core::Prox),
@@ -11,6 +14,7 @@
 //! - [`random`]: seeded random matrices for tests.
 //! - [`temp`]: temporary folders removed when dropped.
 
+pub mod conformance;
 pub mod fd;
 pub mod random;
 pub mod reference;

@@ -98,6 +98,156 @@ pub fn min_norm_solution(a: MatRef<'_, f64>, d: MatRef<'_, f64>) -> Mat<f64> {
     a.transpose() * &w
 }
 
+/// Solves `min ½‖Ax − d‖² + μ‖x‖₁ s.t. l ≤ x ≤ u` exactly for a small `A`
+/// with full column rank, by enumerating active sets.
+///
+/// Each coordinate is at its lower bound, at its upper bound, at zero, or
+/// free with a fixed sign; for each of the `5ⁿ` assignments the free
+/// coordinates solve the normal equations of the remaining least-squares
+/// problem, and the assignment whose point meets every optimality condition
+/// (signs, bounds and the subgradient inequalities, to `1e-9`) is the
+/// solution. Full column rank makes the problem strictly convex, so exactly
+/// one assignment passes up to ties between equivalent labels. Bounds may be
+/// infinite. Returns `None` when `n > 9` or no assignment passes.
+pub fn lasso_box_exact(
+    a: MatRef<'_, f64>,
+    d: MatRef<'_, f64>,
+    mu: f64,
+    lower: &[f64],
+    upper: &[f64],
+) -> Option<Mat<f64>> {
+    let n = a.ncols();
+    if n > 9 || lower.len() != n || upper.len() != n {
+        return None;
+    }
+    let gram = a.transpose() * a;
+    let atd = a.transpose() * d;
+    let tol = 1e-9 * (1.0 + atd.norm_max() + mu);
+    let mut labels = vec![0u8; n];
+    loop {
+        if let Some(x) = try_labels(&labels, gram.as_ref(), atd.as_ref(), mu, lower, upper, tol) {
+            return Some(x);
+        }
+        // Next assignment in base 5.
+        let mut i = 0;
+        loop {
+            if i == n {
+                return None;
+            }
+            labels[i] += 1;
+            if labels[i] < 5 {
+                break;
+            }
+            labels[i] = 0;
+            i += 1;
+        }
+    }
+}
+
+/// Labels of [`lasso_box_exact`]: 0 lower bound, 1 upper bound, 2 zero,
+/// 3 free positive, 4 free negative.
+fn try_labels(
+    labels: &[u8],
+    gram: MatRef<'_, f64>,
+    atd: MatRef<'_, f64>,
+    mu: f64,
+    lower: &[f64],
+    upper: &[f64],
+    tol: f64,
+) -> Option<Mat<f64>> {
+    let n = labels.len();
+    let mut x = Mat::<f64>::zeros(n, 1);
+    let mut free = Vec::new();
+    for i in 0..n {
+        match labels[i] {
+            0 if lower[i].is_finite() => x[(i, 0)] = lower[i],
+            1 if upper[i].is_finite() => x[(i, 0)] = upper[i],
+            2 if lower[i] <= 0.0 && upper[i] >= 0.0 => {}
+            3 | 4 => free.push(i),
+            _ => return None,
+        }
+    }
+    if !free.is_empty() {
+        // (AᵀA)_FF x_F = (Aᵀd)_F − (AᵀA)_FB x_B − μ σ_F.
+        let k = free.len();
+        let g_ff = Mat::from_fn(k, k, |r, c| gram[(free[r], free[c])]);
+        let rhs = Mat::from_fn(k, 1, |r, _| {
+            let i = free[r];
+            let sign = if labels[i] == 3 { 1.0 } else { -1.0 };
+            let fixed: f64 = (0..n)
+                .filter(|j| !free.contains(j))
+                .map(|j| gram[(i, j)] * x[(j, 0)])
+                .sum();
+            atd[(i, 0)] - fixed - mu * sign
+        });
+        let x_f = g_ff.full_piv_lu().solve(rhs.as_ref());
+        for (r, &i) in free.iter().enumerate() {
+            x[(i, 0)] = x_f[(r, 0)];
+        }
+    }
+    // Gradient of the smooth part, g = AᵀA x − Aᵀd.
+    let g = gram * &x - atd;
+    for i in 0..n {
+        let (xi, gi) = (x[(i, 0)], g[(i, 0)]);
+        let ok = match labels[i] {
+            // At a bound, the subgradient of μ|x| plus g must point into the box.
+            0 => {
+                let sub = if xi > 0.0 {
+                    gi + mu
+                } else if xi < 0.0 {
+                    gi - mu
+                } else {
+                    gi + mu
+                };
+                sub >= -tol
+            }
+            1 => {
+                let sub = if xi > 0.0 {
+                    gi + mu
+                } else if xi < 0.0 {
+                    gi - mu
+                } else {
+                    gi - mu
+                };
+                sub <= tol
+            }
+            2 => gi.abs() <= mu + tol,
+            3 => xi > 0.0 && xi >= lower[i] && xi <= upper[i] && (gi + mu).abs() <= tol,
+            _ => xi < 0.0 && xi >= lower[i] && xi <= upper[i] && (gi - mu).abs() <= tol,
+        };
+        if !ok {
+            return None;
+        }
+    }
+    Some(x)
+}
+
+/// Solves `min ½‖Ax − d‖² s.t. Cx = b` from its optimality system
+/// `[AᵀA Cᵀ; C 0] [x; ν] = [Aᵀd; b]`, by a fully pivoted LU factorization.
+pub fn equality_least_squares(
+    a: MatRef<'_, f64>,
+    d: MatRef<'_, f64>,
+    c: MatRef<'_, f64>,
+    b: MatRef<'_, f64>,
+) -> Mat<f64> {
+    let (n, p) = (a.ncols(), c.nrows());
+    let gram = a.transpose() * a;
+    let atd = a.transpose() * d;
+    let kkt = Mat::from_fn(n + p, n + p, |i, j| match (i < n, j < n) {
+        (true, true) => gram[(i, j)],
+        (true, false) => c[(j - n, i)],
+        (false, true) => c[(i - n, j)],
+        (false, false) => 0.0,
+    });
+    let rhs = Mat::from_fn(
+        n + p,
+        d.ncols(),
+        |i, j| if i < n { atd[(i, j)] } else { b[(i - n, j)] },
+    );
+    let solution = kkt.full_piv_lu().solve(rhs.as_ref());
+    solution.subrows(0, n).to_owned()
+}
+
 /// Advances `subset` (sorted, distinct, below `n`) to the next combination in
 /// lexicographic order; returns false after the last one.
 fn next_subset(subset: &mut [usize], n: usize) -> bool {
@@ -147,6 +297,48 @@ mod tests {
         assert!((x[(0, 0)] - 0.0).abs() < 1e-12);
         assert!((x[(1, 0)] - 1.0).abs() < 1e-12);
         assert!((value - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn lasso_box_known_answers() {
+        // A = I: the solution is clip(soft(d, μ), l, u) coordinate by coordinate.
+        let a = Mat::<f64>::identity(4, 4);
+        let d = mat![[3.0], [-0.5], [-4.0], [1.5]];
+        let x = lasso_box_exact(
+            a.as_ref(),
+            d.as_ref(),
+            1.0,
+            &[-1.0, -1.0, -2.0, 1.0],
+            &[1.0, 1.0, 2.0, 2.0],
+        )
+        .unwrap();
+        for (i, expected) in [1.0, 0.0, -2.0, 1.0].into_iter().enumerate() {
+            assert!((x[(i, 0)] - expected).abs() < 1e-12, "x = {x:?}");
+        }
+        // The zero column: ½‖Ax − d‖² + 0.1‖x‖₁ with A = [[1, 0], [2, 0]],
+        // d = [1, 2] is solved by x = (0.98, 0), with unbounded box. The zero
+        // column makes A rank deficient, yet the ℓ1 term pins x₂ at zero.
+        let a = mat![[1.0, 0.0], [2.0, 0.0]];
+        let d = mat![[1.0], [2.0]];
+        let inf = f64::INFINITY;
+        let x = lasso_box_exact(a.as_ref(), d.as_ref(), 0.1, &[-inf, -inf], &[inf, inf]).unwrap();
+        assert!((x[(0, 0)] - 0.98).abs() < 1e-12 && x[(1, 0)] == 0.0, "x = {x:?}");
+    }
+
+    #[test]
+    fn equality_least_squares_known_answer() {
+        // min ½‖x − (1, 3)‖² s.t. x₁ + x₂ = 2: x = (0, 2).
+        let a = Mat::<f64>::identity(2, 2);
+        let x = equality_least_squares(
+            a.as_ref(),
+            mat![[1.0], [3.0]].as_ref(),
+            mat![[1.0, 1.0]].as_ref(),
+            mat![[2.0]].as_ref(),
+        );
+        assert!(
+            (x[(0, 0)] - 0.0).abs() < 1e-12 && (x[(1, 0)] - 2.0).abs() < 1e-12,
+            "x = {x:?}"
+        );
     }
 
     #[test]
