@@ -14,4 +14,4 @@ mod operators;
 mod prox;
 
 pub use operators::{Dense, Identity, LearnableDense, Normalization};
-pub use prox::{IndicatorPoint, L1Norm, PointSource, Simplex, SquaredL2, Zero};
+pub use prox::{IndicatorPoint, L1Norm, PointSource, Simplex, SquaredDistance, SquaredL2, Zero};
