@@ -206,6 +206,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// Parts of a model do not fit together, e.g. a combinator given a map
+    /// it cannot wrap.
+    #[error("invalid model: {what}: {reason}")]
+    InvalidModel {
+        /// The part at fault.
+        what: String,
+        /// Why it does not fit and the change to make.
+        reason: String,
+    },
+
     /// A linear-algebra routine failed, e.g. a factorization of a singular matrix.
     #[error("{what} failed: {reason}")]
     Numerical {

@@ -72,6 +72,13 @@ pub trait Prox<T: Scalar>: Parameterized<T> + Send + Sync {
         None
     }
 
+    /// Returns whether `g` is separable, `g(x) = Σ_i g_i(x_i)`, so that its
+    /// prox acts on each entry alone. Combinators that rely on it, such as
+    /// adding a box constraint by clipping, check this.
+    fn is_separable(&self) -> bool {
+        false
+    }
+
     /// Returns whether `g` is the indicator of a closed convex set, so that
     /// the prox is the projection onto the set for every `γ`.
     fn is_indicator(&self) -> bool {

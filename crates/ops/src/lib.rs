@@ -14,4 +14,6 @@ mod operators;
 mod prox;
 
 pub use operators::{Dense, Identity, LearnableDense, Normalization};
-pub use prox::{IndicatorPoint, L1Norm, PointSource, Simplex, SquaredDistance, SquaredL2, Zero};
+pub use prox::{
+    BoxConstrained, IndicatorPoint, L1Norm, PointSource, Simplex, SquaredDistance, SquaredL2, Zero,
+};

@@ -152,6 +152,10 @@ impl<T: Scalar> Parameterized<T> for L1Norm<T> {
 }
 
 impl<T: Scalar> Prox<T> for L1Norm<T> {
+    fn is_separable(&self) -> bool {
+        true
+    }
+
     fn dim(&self) -> Option<usize> {
         match &self.weights {
             Weights::PerEntry(w) => Some(w.len()),

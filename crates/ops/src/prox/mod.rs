@@ -1,3 +1,4 @@
+mod box_constrained;
 mod indicator_point;
 mod l1;
 mod simplex;
@@ -5,6 +6,7 @@ mod squared_distance;
 mod squared_l2;
 mod zero;
 
+pub use box_constrained::BoxConstrained;
 pub use indicator_point::{IndicatorPoint, PointSource};
 pub use l1::L1Norm;
 pub use simplex::Simplex;

@@ -64,6 +64,10 @@ impl<T: Scalar> SquaredDistance<T> {
 impl<T: Scalar> Parameterized<T> for SquaredDistance<T> {}
 
 impl<T: Scalar> Prox<T> for SquaredDistance<T> {
+    fn is_separable(&self) -> bool {
+        true
+    }
+
     fn dim(&self) -> Option<usize> {
         match &self.source {
             PointSource::Data { len, .. } => Some(*len),

@@ -24,6 +24,10 @@ impl<T: Scalar> SquaredL2<T> {
 impl<T: Scalar> Parameterized<T> for SquaredL2<T> {}
 
 impl<T: Scalar> Prox<T> for SquaredL2<T> {
+    fn is_separable(&self) -> bool {
+        true
+    }
+
     fn prox(&self, out: MatMut<'_, T>, v: MatRef<'_, T>, gamma: T, _data: MatRef<'_, T>) {
         let scale = (T::one() + gamma * self.weight).recip();
         faer::zip!(out, v).for_each(|faer::unzip!(o, v)| *o = scale * *v);
