@@ -5,7 +5,10 @@
 fn extending_guide_lists_the_example() {
     let guide = include_str!("../docs/extending.md");
     let example = include_str!("../examples/krasnoselskii_mann.rs");
-    let start = guide.find("```rust\n").expect("docs/extending.md has a rust listing") + "```rust\n".len();
+    let start = guide
+        .find("```rust\n")
+        .expect("docs/extending.md has a rust listing")
+        + "```rust\n".len();
     let end = start + guide[start..].find("```\n").expect("the listing is closed");
     assert_eq!(
         &guide[start..end],

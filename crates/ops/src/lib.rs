@@ -13,6 +13,10 @@
 //! Smooth terms implement [`Smooth`](optlayer_core::Smooth), each with its
 //! gradient and Hessian-vector product: [`LeastSquares`] (`½‖Ax − d‖²`, with
 //! a fixed or learnable `A`) and [`Quadratic`] (`½xᵀQx + qᵀx`).
+//! Further proximal maps: [`L2Norm`] (block soft-thresholding of each
+//! column), [`ElasticNet`] (soft-thresholding and scaling), [`Huber`] (the
+//! Huber function), [`L1Ball`] (the projection onto an ℓ1 ball) and
+//! [`LinfNorm`] (clipping at a threshold).
 
 mod operators;
 mod prox;
@@ -22,4 +26,5 @@ pub use operators::{Dense, Identity, LearnableDense, Normalization};
 pub use prox::{
     BoxConstrained, IndicatorPoint, L1Norm, PointSource, Simplex, SquaredDistance, SquaredL2, Zero,
 };
+pub use prox::{ElasticNet, Huber, L1Ball, L2Norm, LinfNorm};
 pub use smooth::{LeastSquares, Quadratic};

@@ -163,6 +163,15 @@ impl<T: Scalar> Prox<T> for L1Norm<T> {
         }
     }
 
+    fn value(&self, x: MatRef<'_, T>, _data: MatRef<'_, T>, col: usize) -> Option<T> {
+        let mut sum = T::zero();
+        for row in 0..x.nrows() {
+            // The threshold at step 1 is the entry's weight.
+            sum += self.threshold(row, T::one()) * x[(row, col)].abs();
+        }
+        Some(sum)
+    }
+
     fn prox(&self, mut out: MatMut<'_, T>, v: MatRef<'_, T>, gamma: T, _data: MatRef<'_, T>) {
         match self.shared_weight() {
             Some(w) => {
@@ -292,6 +301,39 @@ mod tests {
     fn per_entry_weights_with_zero_weight() {
         let prox = L1Norm::with_weights(vec![0.0, 1.0, 2.0]).unwrap();
         assert_eq!(apply(&prox, &[0.5, 0.5, 3.0], 1.0), vec![0.5, 0.0, 1.0]);
+    }
+
+    #[test]
+    fn zero_weight_entry_is_unregularized() {
+        let prox = L1Norm::with_weights(vec![0.0, 2.0]).unwrap();
+        let values = [0.1, 0.1];
+        assert_eq!(apply(&prox, &values, 1.0), vec![0.1, 0.0]);
+        assert_eq!(derivative(&prox, &values, 1.0), vec![1.0, 0.0]);
+        assert_eq!(apply(&prox, &[-7.0, -7.0], 3.0), vec![-7.0, -1.0]);
+    }
+
+    #[test]
+    fn value_known_points() {
+        let no_data = Mat::<f64>::zeros(0, 2);
+        let x = Mat::from_fn(3, 2, |i, j| [[1.0, -2.0, 0.5], [0.0, 3.0, -4.0]][j][i]);
+        let scalar = L1Norm::new(0.5).unwrap();
+        assert_eq!(scalar.value(x.as_ref(), no_data.as_ref(), 0), Some(1.75));
+        assert_eq!(scalar.value(x.as_ref(), no_data.as_ref(), 1), Some(3.5));
+        // 0 · 1 + 1 · 2 + 2 · 0.5 = 3.
+        let per_entry = L1Norm::with_weights(vec![0.0, 1.0, 2.0]).unwrap();
+        assert_eq!(per_entry.value(x.as_ref(), no_data.as_ref(), 0), Some(3.0));
+        let learnable = L1Norm::learnable("lambda", 2.0).unwrap();
+        assert_eq!(learnable.value(x.as_ref(), no_data.as_ref(), 1), Some(14.0));
+    }
+
+    #[test]
+    fn optimality_by_subgradient_inequality() {
+        use crate::prox::test_support::assert_subgradient_inequality;
+        use optlayer_testing::random::gaussian;
+        let prox = L1Norm::with_weights(vec![0.0, 0.4, 1.0, 0.7]).unwrap();
+        let v = gaussian(4, 3, 9);
+        let points: Vec<Mat<f64>> = (0..20).map(|k| gaussian(4, 3, 800 + k)).collect();
+        assert_subgradient_inequality(&prox, v.as_ref(), 0.8, &points);
     }
 
     #[test]

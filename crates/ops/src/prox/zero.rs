@@ -13,6 +13,10 @@ impl<T: Scalar> Prox<T> for Zero {
         true
     }
 
+    fn value(&self, _x: MatRef<'_, T>, _data: MatRef<'_, T>, _col: usize) -> Option<T> {
+        Some(T::zero())
+    }
+
     fn prox(&self, out: MatMut<'_, T>, v: MatRef<'_, T>, _gamma: T, _data: MatRef<'_, T>) {
         faer::zip!(out, v).for_each(|faer::unzip!(o, v)| *o = *v);
     }
@@ -26,5 +30,20 @@ impl<T: Scalar> Prox<T> for Zero {
         cotangent: MatRef<'_, T>,
     ) {
         faer::zip!(v_bar, cotangent).for_each(|faer::unzip!(o, c)| *o = *c);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faer::Mat;
+
+    #[test]
+    fn value_is_zero() {
+        let x = Mat::from_fn(2, 2, |i, j| (1 + i + 2 * j) as f64);
+        assert_eq!(
+            Zero.value(x.as_ref(), Mat::<f64>::zeros(0, 2).as_ref(), 1),
+            Some(0.0)
+        );
     }
 }

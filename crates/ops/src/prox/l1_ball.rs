@@ -1,0 +1,362 @@
+use faer::{MatMut, MatRef};
+use optlayer_core::validate::check_nonnegative;
+use optlayer_core::{Parameterized, Prox, Result, Scalar};
+
+/// Returns the threshold `τ > 0` of the projection of `v` (entries `v(i)`
+/// for `i < len`) onto the ℓ1 ball `{x : ‖x‖₁ ≤ radius}`, or `None` when
+/// `‖v‖₁ ≤ radius`, so that `v` is its own projection.
+///
+/// The projection is `x_i = sign(v_i) · max(|v_i| − τ, 0)`, with `τ` the
+/// root of `Σ_i max(|v_i| − τ, 0) = radius`. Michelot's algorithm on `|v|`
+/// finds it without sorting or scratch memory: start from
+/// `τ = (‖v‖₁ − radius)/n`, a lower bound of the root, and repeat
+/// `τ = (Σ_{|v_i| > τ} |v_i| − radius)/|{i : |v_i| > τ}|`, which never
+/// decreases, until it stops rising. Each pass that rises drops at least one
+/// entry from the set, so there are at most `n` passes.
+pub(crate) fn l1_ball_threshold<T: Scalar>(v: impl Fn(usize) -> T, len: usize, radius: T) -> Option<T> {
+    let mut total = T::zero();
+    for i in 0..len {
+        total += v(i).abs();
+    }
+    // NaN input returns None, so the identity passes the NaN through.
+    if total.is_nan() || total <= radius {
+        return None;
+    }
+    let mut tau = (total - radius) / T::from_usize(len).unwrap_or_else(T::one);
+    for _ in 0..len {
+        let mut active_sum = T::zero();
+        let mut active = 0usize;
+        for i in 0..len {
+            let magnitude = v(i).abs();
+            if magnitude > tau {
+                active_sum += magnitude;
+                active += 1;
+            }
+        }
+        if active == 0 {
+            break;
+        }
+        let next = (active_sum - radius) / T::from_usize(active).unwrap_or_else(T::one);
+        // In exact arithmetic `next ≥ tau`; stopping at the first pass that
+        // does not rise also ends any oscillation from rounding.
+        if next <= tau {
+            break;
+        }
+        tau = next;
+    }
+    Some(tau)
+}
+
+/// The indicator of the ℓ1 ball `{x : ‖x‖₁ ≤ r}`; its prox is the
+/// Euclidean projection onto the ball, for every `γ`.
+///
+/// Outside the ball the projection is soft-thresholding,
+/// `x_i = sign(v_i) · max(|v_i| − τ, 0)`, with the threshold `τ > 0` chosen so
+/// that `‖x‖₁ = r` (Duchi, Shalev-Shwartz, Singer and Chandra, "Efficient
+/// projections onto the ℓ1-ball for learning in high dimensions", ICML
+/// 2008). `τ` is found by Michelot's algorithm on `|v|`, without sorting and
+/// without scratch memory, in at most `n` passes over the column.
+///
+/// Derivative convention, used identically by the map and its
+/// vector-Jacobian product: inside the ball, `‖v‖₁ ≤ r` with the boundary
+/// included, the Jacobian is the identity. Outside it, the Jacobian on the
+/// support `S = {i : |v_i| > τ}` is `I − s sᵀ/|S|` with `s = sign(v_S)`, and
+/// zero outside the support. Entries with `|v_i| = τ` exactly count as
+/// outside the support.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct L1Ball<T> {
+    radius: T,
+}
+
+impl<T: Scalar> L1Ball<T> {
+    /// Creates the indicator of `{x : ‖x‖₁ ≤ radius}`. A zero radius gives
+    /// the projection onto the origin.
+    ///
+    /// # Errors
+    /// When `radius` is negative or not finite.
+    pub fn new(radius: T) -> Result<Self> {
+        check_nonnegative("l1 ball radius", radius)?;
+        Ok(Self { radius })
+    }
+
+    /// Returns the radius `r`.
+    pub fn radius(&self) -> T {
+        self.radius
+    }
+}
+
+impl<T: Scalar> Parameterized<T> for L1Ball<T> {}
+
+impl<T: Scalar> Prox<T> for L1Ball<T> {
+    /// Returns 0 when `‖x‖₁ ≤ r + √ε (1 + r)` and +∞ otherwise.
+    fn value(&self, x: MatRef<'_, T>, _data: MatRef<'_, T>, col: usize) -> Option<T> {
+        let mut norm = T::zero();
+        for row in 0..x.nrows() {
+            norm += x[(row, col)].abs();
+        }
+        let tolerance = T::epsilon().sqrt() * (T::one() + self.radius);
+        Some(if norm <= self.radius + tolerance {
+            T::zero()
+        } else {
+            T::infinity()
+        })
+    }
+
+    fn prox(&self, mut out: MatMut<'_, T>, v: MatRef<'_, T>, _gamma: T, _data: MatRef<'_, T>) {
+        let len = v.nrows();
+        for col in 0..v.ncols() {
+            match l1_ball_threshold(|i| v[(i, col)], len, self.radius) {
+                None => {
+                    for row in 0..len {
+                        out[(row, col)] = v[(row, col)];
+                    }
+                }
+                Some(tau) => {
+                    for row in 0..len {
+                        let entry = v[(row, col)];
+                        let shrunk = (entry.abs() - tau).max(T::zero());
+                        out[(row, col)] = if entry < T::zero() { -shrunk } else { shrunk };
+                    }
+                }
+            }
+        }
+    }
+
+    fn prox_vjp(
+        &self,
+        mut v_bar: MatMut<'_, T>,
+        v: MatRef<'_, T>,
+        _gamma: T,
+        _data: MatRef<'_, T>,
+        cotangent: MatRef<'_, T>,
+    ) {
+        let len = v.nrows();
+        for col in 0..v.ncols() {
+            match l1_ball_threshold(|i| v[(i, col)], len, self.radius) {
+                None => {
+                    for row in 0..len {
+                        v_bar[(row, col)] = cotangent[(row, col)];
+                    }
+                }
+                Some(tau) => {
+                    let mean = support_signed_mean(v, cotangent, col, tau);
+                    for row in 0..len {
+                        let entry = v[(row, col)];
+                        v_bar[(row, col)] = if entry.abs() > tau {
+                            cotangent[(row, col)] - entry.signum() * mean
+                        } else {
+                            T::zero()
+                        };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Returns `⟨s, c_S⟩/|S|` over the support `S = {i : |v_i| > τ}` of column
+/// `col`, with `s = sign(v_S)`, or 0 when the support is empty.
+pub(crate) fn support_signed_mean<T: Scalar>(
+    v: MatRef<'_, T>,
+    cotangent: MatRef<'_, T>,
+    col: usize,
+    tau: T,
+) -> T {
+    let mut sum = T::zero();
+    let mut count = 0usize;
+    for row in 0..v.nrows() {
+        let entry = v[(row, col)];
+        if entry.abs() > tau {
+            sum += entry.signum() * cotangent[(row, col)];
+            count += 1;
+        }
+    }
+    if count == 0 {
+        T::zero()
+    } else {
+        sum / T::from_usize(count).unwrap_or_else(T::one)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prox::test_support::*;
+    use faer::Mat;
+    use optlayer_core::Error;
+    use optlayer_testing::random::gaussian;
+
+    fn l1_norm(values: &[f64]) -> f64 {
+        values.iter().map(|v| v.abs()).sum()
+    }
+
+    /// Returns the projection by the sort-based rule: sort `|v|` in
+    /// decreasing order `u`, take the largest `k` with
+    /// `u_k > (Σ_{j ≤ k} u_j − r)/k`, and threshold at that value.
+    fn sorted_projection(values: &[f64], radius: f64) -> Vec<f64> {
+        if l1_norm(values) <= radius {
+            return values.to_vec();
+        }
+        let mut u: Vec<f64> = values.iter().map(|v| v.abs()).collect();
+        u.sort_by(|a, b| b.partial_cmp(a).unwrap());
+        let mut cumulative = 0.0;
+        // k = 1 gives τ = u₁ − r, the answer when no larger k qualifies (as for r = 0).
+        let mut tau = u[0] - radius;
+        for (k, &uk) in u.iter().enumerate() {
+            cumulative += uk;
+            let candidate = (cumulative - radius) / (k + 1) as f64;
+            if uk > candidate {
+                tau = candidate;
+            }
+        }
+        values
+            .iter()
+            .map(|v| v.signum() * (v.abs() - tau).max(0.0))
+            .collect()
+    }
+
+    #[test]
+    fn projection_known_values() {
+        let ball = L1Ball::new(1.0).unwrap();
+        // Inside or on the boundary: unchanged.
+        assert_eq!(apply(&ball, &[0.2, -0.3], 1.0), vec![0.2, -0.3]);
+        assert_eq!(apply(&ball, &[0.5, -0.5], 1.0), vec![0.5, -0.5]);
+        // τ = (2 + 1.5 − 1)/2 = 1.25: [2, −1.5, 0.5] → [0.75, −0.25, 0].
+        assert_close(&apply(&ball, &[2.0, -1.5, 0.5], 1.0), &[0.75, -0.25, 0.0], 1e-15);
+        // τ = 1.5 with r = 2: [3, −2, 1, 0] → [1.5, −0.5, 0, 0].
+        let ball = L1Ball::new(2.0).unwrap();
+        assert_close(
+            &apply(&ball, &[3.0, -2.0, 1.0, 0.0], 1.0),
+            &[1.5, -0.5, 0.0, 0.0],
+            1e-15,
+        );
+        // Equal magnitudes share the radius: τ = 0.5.
+        assert_close(&apply(&ball, &[-1.5, 1.5], 1.0), &[-1.0, 1.0], 1e-15);
+    }
+
+    #[test]
+    fn projection_matches_sort_based_rule() {
+        for seed in 0..20 {
+            let v = scaled_gaussian(9, 1, seed, 1.0 + seed as f64 * 0.3);
+            let values: Vec<f64> = (0..9).map(|i| v[(i, 0)]).collect();
+            for radius in [0.0, 0.1, 1.0, 3.0, 100.0] {
+                let x = apply(&L1Ball::new(radius).unwrap(), &values, 1.0);
+                assert_close(&x, &sorted_projection(&values, radius), 1e-12);
+                assert!(l1_norm(&x) <= radius * (1.0 + 1e-12) + 1e-15, "{x:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn zero_radius_projects_to_origin() {
+        let ball = L1Ball::new(0.0).unwrap();
+        assert_eq!(apply(&ball, &[1.0, -2.0, 2.0], 1.0), vec![0.0, 0.0, 0.0]);
+        assert_eq!(
+            vjp(&ball, &[1.0, -2.0, 2.0], 1.0, &[1.0, 1.0, 1.0]),
+            vec![0.0, 0.0, 0.0]
+        );
+    }
+
+    #[test]
+    fn jacobian_known_values() {
+        let ball = L1Ball::new(1.0).unwrap();
+        // Support {0, 1} with signs [+, −]: J = I − s sᵀ/2 on the support.
+        // Jᵀ [1, 2, 3] = [1 − (1 − 2)/2, 2 + (1 − 2)/2, 0] = [1.5, 1.5, 0].
+        let v_bar = vjp(&ball, &[2.0, -1.5, 0.5], 1.0, &[1.0, 2.0, 3.0]);
+        assert_close(&v_bar, &[1.5, 1.5, 0.0], 1e-15);
+        // Inside the ball, the boundary included: the identity.
+        assert_eq!(vjp(&ball, &[0.5, -0.5], 1.0, &[1.0, 2.0]), vec![1.0, 2.0]);
+    }
+
+    #[test]
+    fn projection_ignores_step() {
+        let ball = L1Ball::new(1.0).unwrap();
+        let values = [2.0, -1.5, 0.5];
+        for gamma in [0.0, 0.5, 7.0] {
+            assert_eq!(apply(&ball, &values, gamma), apply(&ball, &values, 1.0));
+        }
+    }
+
+    #[test]
+    fn vjp_matches_finite_differences() {
+        for seed in 0..8 {
+            let v = scaled_gaussian(7, 3, seed, 2.0);
+            let c = gaussian(7, 3, seed + 60);
+            // Radius 3 projects most of these columns; radius 100 leaves them inside.
+            assert_vjp_matches_fd(&L1Ball::new(3.0).unwrap(), v.as_ref(), 1.0, c.as_ref());
+            assert_vjp_matches_fd(&L1Ball::new(100.0).unwrap(), v.as_ref(), 1.0, c.as_ref());
+        }
+    }
+
+    #[test]
+    fn f32_matches_f64() {
+        let v = scaled_gaussian(9, 4, 15, 2.0);
+        let c = gaussian(9, 4, 16);
+        assert_f32_matches_f64(
+            &L1Ball::<f32>::new(2.5).unwrap(),
+            &L1Ball::<f64>::new(2.5).unwrap(),
+            v.as_ref(),
+            1.0,
+            c.as_ref(),
+        );
+    }
+
+    #[test]
+    fn huge_entries_stay_finite() {
+        let ball = L1Ball::new(1e200).unwrap();
+        let x = apply(&ball, &[3e200, -2e200, 1e199], 1.0);
+        // τ = 2e200 from the top two entries: [1e200, 0, 0].
+        assert_close(&x, &[1e200, 0.0, 0.0], 1e-14);
+        let ball = L1Ball::new(1.0).unwrap();
+        let x = apply(&ball, &[3e200, -4e200], 1.0);
+        assert!(x.iter().all(|xi| xi.is_finite()), "{x:?}");
+        assert_eq!(value(&ball, &x), 0.0);
+    }
+
+    #[test]
+    fn value_known_points() {
+        let ball = L1Ball::new(2.0).unwrap();
+        assert_eq!(value(&ball, &[1.0, -1.0]), 0.0);
+        assert_eq!(value(&ball, &[0.5, 0.0]), 0.0);
+        assert_eq!(value(&ball, &[1.5, -1.0]), f64::INFINITY);
+        // Rounding of a projection stays inside the tolerance.
+        assert_eq!(value(&ball, &[1.0 + 1e-12, -1.0]), 0.0);
+    }
+
+    #[test]
+    fn optimality_by_subgradient_inequality() {
+        // The subgradient inequality for an indicator is ⟨v − x, y − x⟩ ≤ 0
+        // for every y in the ball; points outside it give g(y) = ∞.
+        let ball = L1Ball::new(1.5).unwrap();
+        let v = scaled_gaussian(5, 4, 41, 2.0);
+        let points: Vec<Mat<f64>> = (0..30)
+            .map(|k| {
+                let mut y = gaussian(5, 4, 500 + k);
+                for j in 0..4 {
+                    let norm: f64 = (0..5).map(|i| y[(i, j)].abs()).sum();
+                    let target = 1.5 * ((k % 5) as f64 + 0.5) / 5.0;
+                    for i in 0..5 {
+                        y[(i, j)] *= target / norm;
+                    }
+                }
+                y
+            })
+            .collect();
+        assert_subgradient_inequality(&ball, v.as_ref(), 1.0, &points);
+    }
+
+    #[test]
+    fn invalid_radius_rejected() {
+        let err = L1Ball::new(-1.0).unwrap_err();
+        assert!(err.to_string().contains("l1 ball radius"), "{err}");
+        assert!(matches!(
+            L1Ball::new(f64::NAN),
+            Err(Error::InvalidParameter { .. })
+        ));
+        assert!(matches!(
+            L1Ball::new(f64::INFINITY),
+            Err(Error::InvalidParameter { .. })
+        ));
+        assert!(L1Ball::new(0.0).is_ok());
+    }
+}
