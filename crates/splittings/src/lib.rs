@@ -5,9 +5,13 @@
 //! with [`FixedPointJfb`](optlayer_core::FixedPointJfb).
 //!
 //! - [`LinearizedAdmm`]: `min_x Σ_i g_i(K_i x)` over a list of [`Block`]s.
+//! - [`ProximalGradient`]: `min_x f(x; d) + g(x)` with `f` smooth, plain or
+//!   accelerated ([`Acceleration::Fista`]).
 
 mod ladmm;
+mod prox_grad;
 mod stacked;
 
 pub use ladmm::{Block, LadmmSteps, LinearizedAdmm, StepRule};
+pub use prox_grad::{Acceleration, DEFAULT_STEP_MARGIN, ProximalGradient};
 pub use stacked::StackedOperator;
