@@ -5,9 +5,13 @@
 //! with [`FixedPointJfb`](optlayer_core::FixedPointJfb).
 //!
 //! - [`LinearizedAdmm`]: `min_x Σ_i g_i(K_i x)` over a list of [`Block`]s.
+//! - [`CondatVu`]: `min_x f(x) + g(x) + h(K x)`, the primal–dual scheme of
+//!   Condat and Vũ (Chambolle–Pock without `f`).
 
 mod ladmm;
+mod primal_dual;
 mod stacked;
 
 pub use ladmm::{Block, LadmmSteps, LinearizedAdmm, StepRule};
+pub use primal_dual::{CondatVu, DEFAULT_STEP_SAFETY, PrimalDualSteps};
 pub use stacked::StackedOperator;
