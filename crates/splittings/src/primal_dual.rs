@@ -11,9 +11,9 @@ use optlayer_core::{
     power_iteration_from, split_grads,
 };
 
-/// The margin kept below the convergence bound by [`PrimalDualSteps::default`]
-/// and [`PrimalDualSteps::fixed`], because `‖K‖₂` and `L` are lower-bound
-/// estimates.
+/// The safety factor of [`PrimalDualSteps::default`] and
+/// [`PrimalDualSteps::fixed`]: the estimated `τ (σ ‖K‖₂² + L/2)` stays below
+/// it instead of below 1, because `‖K‖₂` and `L` are estimated from below.
 pub const DEFAULT_STEP_SAFETY: f64 = 0.99;
 
 /// Power-iteration settings for `‖K‖₂`: a cold start runs up to this many
@@ -97,9 +97,10 @@ impl PrimalDualSteps {
 /// where the prox of the conjugate `h*` comes from the prox of `h` by
 /// Moreau's identity. A fixed point satisfies `−∇f(x) − Kᵀy ∈ ∂g(x)` and
 /// `Kx ∈ ∂h*(y)`, the optimality conditions of the model, whatever the
-/// steps. The iteration converges when `τ (σ ‖K‖₂² + L/2) < 1` (Condat,
-/// Theorem 3.1 with relaxation 1); [`PrimalDualSteps`] keeps the estimated
-/// left-hand side below a safety factor.
+/// steps. The iteration converges when `1/τ − σ ‖K‖₂² > L/2` (Condat, with
+/// relaxation parameter 1), that is `τ (σ ‖K‖₂² + L/2) < 1`.
+/// [`PrimalDualSteps`] keeps the estimated left-hand side below a safety
+/// factor.
 ///
 /// Without `f` the scheme is the method of Chambolle and Pock, with the
 /// condition `τ σ ‖K‖₂² < 1`.
@@ -187,6 +188,7 @@ impl<T: Scalar> CondatVu<T> {
     /// Creates the splitting for `min_x f(x; d) + g(x) + h(K x; d)`.
     ///
     /// # Errors
+    /// - `K` has no columns;
     /// - `f` or `g` is defined on another dimension than `K.ncols()`, or `h`
     ///   on another than `K.nrows()`;
     /// - a term reads more data rows than `data_dim`;
@@ -250,8 +252,19 @@ impl<T: Scalar> CondatVu<T> {
     /// Checks the dimensions, data rows and parameter names of the terms.
     fn validate(&self) -> Result<()> {
         let (n, m) = (self.primal_dim, self.dual_dim);
+        if n == 0 {
+            return Err(Error::Empty {
+                what: "input dimension of the operator K".into(),
+                fix: "pass an operator with at least one column, the dimension of x".into(),
+            });
+        }
         let checks = [
-            ("smooth term f", self.smooth.as_ref().map(|f| f.dim()), n, "the columns of K"),
+            (
+                "smooth term f",
+                self.smooth.as_ref().map(|f| f.dim()),
+                n,
+                "the columns of K",
+            ),
             ("prox of g", self.g.dim(), n, "the columns of K"),
             ("prox of h", self.h.dim(), m, "the rows of K"),
         ];
@@ -267,7 +280,10 @@ impl<T: Scalar> CondatVu<T> {
             }
         }
         let rows_read = [
-            ("smooth term f", self.smooth.as_ref().map_or(0, |f| f.data_rows_needed())),
+            (
+                "smooth term f",
+                self.smooth.as_ref().map_or(0, |f| f.data_rows_needed()),
+            ),
             ("prox of g", self.g.data_rows_needed()),
             ("prox of h", self.h.data_rows_needed()),
         ];
@@ -461,7 +477,10 @@ impl<T: Scalar> CondatVu<T> {
 
     /// Returns the scratch of the operator and the smooth term, used one after another.
     fn parts_scratch(&self, batch: usize, par: Par) -> StackReq {
-        let smooth = self.smooth.as_ref().map_or(StackReq::EMPTY, |f| f.scratch(batch, par));
+        let smooth = self
+            .smooth
+            .as_ref()
+            .map_or(StackReq::EMPTY, |f| f.scratch(batch, par));
         StackReq::any_of(&[smooth, self.operator.apply_scratch(batch, par)])
     }
 
