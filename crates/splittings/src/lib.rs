@@ -14,4 +14,13 @@ mod stacked;
 
 pub use ladmm::{Block, LadmmSteps, LinearizedAdmm, StepRule};
 pub use prox_grad::{Acceleration, DEFAULT_STEP_MARGIN, ProximalGradient};
+//! - [`CondatVu`]: `min_x f(x) + g(x) + h(K x)`, the primal–dual scheme of
+//!   Condat and Vũ (Chambolle–Pock without `f`).
+
+mod ladmm;
+mod primal_dual;
+mod stacked;
+
+pub use ladmm::{Block, LadmmSteps, LinearizedAdmm, StepRule};
+pub use primal_dual::{CondatVu, DEFAULT_STEP_SAFETY, PrimalDualSteps};
 pub use stacked::StackedOperator;
