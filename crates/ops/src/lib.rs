@@ -9,9 +9,15 @@
 //! or learnable weights), [`SquaredL2`] (scaling), [`Simplex`] (projection
 //! onto the probability simplex), [`IndicatorPoint`] (the projection onto one
 //! point, from the data batch or fixed) and [`Zero`] (the identity).
+//!
+//! Smooth terms implement [`Smooth`](optlayer_core::Smooth), each with its
+//! gradient and Hessian-vector product: [`LeastSquares`] (`½‖Ax − d‖²`, with
+//! a fixed or learnable `A`) and [`Quadratic`] (`½xᵀQx + qᵀx`).
 
 mod operators;
 mod prox;
+mod smooth;
 
 pub use operators::{Dense, Identity, LearnableDense, Normalization};
 pub use prox::{IndicatorPoint, L1Norm, PointSource, Simplex, SquaredL2, Zero};
+pub use smooth::{LeastSquares, Quadratic};
