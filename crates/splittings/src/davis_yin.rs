@@ -72,10 +72,11 @@ impl Default for DavisYinSteps {
 /// ```
 ///
 /// and reads only the `z` rows of the state. At a fixed point `x_g = x_h`
-/// is the minimizer, while `z = x − γ (∇f(x) + u)` for some `u ∈ ∂h(x)` is
-/// not. The primal rows hold `x_g`, so the returned `x` converges to the
-/// minimizer and stays in the domain of `g` (for instance feasible when `g`
-/// is the indicator of a constraint set).
+/// is the minimizer, while the governing point is `z = x + γ u` for some
+/// `u ∈ ∂h(x)`, so it differs from the minimizer unless `u = 0`. The primal
+/// rows contain `x_g`, so the returned `x` converges to the minimizer and
+/// stays in the domain of `g` (for instance feasible when `g` is the
+/// indicator of a constraint set).
 ///
 /// Convergence needs `0 < γ < 2/L` and `0 < λ < 2 − γL/2` (Davis and Yin,
 /// "A three-operator splitting scheme and its optimization applications",
