@@ -7,11 +7,15 @@
 //! - [`LinearizedAdmm`]: `min_x Σ_i g_i(K_i x)` over a list of [`Block`]s.
 //! - [`ProximalGradient`]: `min_x f(x; d) + g(x)` with `f` smooth, plain or
 //!   accelerated ([`Acceleration::Fista`]).
+//! - [`DavisYin`]: `min_x f(x; d) + g(x) + h(x)` with `f` smooth.
+//! - [`DouglasRachford`]: `min_x g(x) + h(x)`.
 
+mod davis_yin;
 mod ladmm;
 mod prox_grad;
 mod stacked;
 
+pub use davis_yin::{DavisYin, DavisYinSteps, DouglasRachford, GammaRule};
 pub use ladmm::{Block, LadmmSteps, LinearizedAdmm, StepRule};
 pub use prox_grad::{Acceleration, DEFAULT_STEP_MARGIN, ProximalGradient};
 //! - [`CondatVu`]: `min_x f(x) + g(x) + h(K x)`, the primal–dual scheme of
