@@ -9,9 +9,17 @@
 //! or learnable weights), [`SquaredL2`] (scaling), [`Simplex`] (projection
 //! onto the probability simplex), [`IndicatorPoint`] (the projection onto one
 //! point, from the data batch or fixed) and [`Zero`] (the identity).
+//!
+//! Projections onto closed convex sets, each with the value of its
+//! indicator: [`BoxSet`] (bounds per entry or shared, possibly infinite),
+//! [`Nonnegative`] (the nonnegative orthant), [`L2Ball`] and [`LinfBall`],
+//! and [`AffineSet`] (`{x : Cx = b}`, with `b` fixed or from the data batch).
 
 mod operators;
 mod prox;
 
 pub use operators::{Dense, Identity, LearnableDense, Normalization};
-pub use prox::{IndicatorPoint, L1Norm, PointSource, Simplex, SquaredL2, Zero};
+pub use prox::{
+    AffineSet, BoxSet, IndicatorPoint, L1Norm, L2Ball, LinfBall, Nonnegative, PointSource, Simplex,
+    SquaredL2, Zero,
+};
