@@ -17,6 +17,10 @@
 //! column), [`ElasticNet`] (soft-thresholding and scaling), [`Huber`] (the
 //! Huber function), [`L1Ball`] (the projection onto an ℓ1 ball) and
 //! [`LinfNorm`] (clipping at a threshold).
+//! Projections onto closed convex sets, each with the value of its
+//! indicator: [`BoxSet`] (bounds per entry or shared, possibly infinite),
+//! [`Nonnegative`] (the nonnegative orthant), [`L2Ball`] and [`LinfBall`],
+//! and [`AffineSet`] (`{x : Cx = b}`, with `b` fixed or from the data batch).
 
 mod operators;
 mod prox;
@@ -24,7 +28,8 @@ mod smooth;
 
 pub use operators::{Dense, Identity, LearnableDense, Normalization};
 pub use prox::{
-    BoxConstrained, IndicatorPoint, L1Norm, PointSource, Simplex, SquaredDistance, SquaredL2, Zero,
+    AffineSet, BoxConstrained, BoxSet, IndicatorPoint, L1Norm, L2Ball, LinfBall, Nonnegative, PointSource,
+    Simplex, SquaredDistance, SquaredL2, Zero,
 };
 pub use prox::{ElasticNet, Huber, L1Ball, L2Norm, LinfNorm};
 pub use smooth::{LeastSquares, Quadratic};

@@ -2,6 +2,8 @@ use faer::{Mat, MatMut, MatRef};
 use optlayer_core::validate::{check_finite, check_nonempty};
 use optlayer_core::{Error, Parameterized, Prox, Result, Scalar};
 
+use super::projection::{indicator_value, membership_tolerance};
+
 /// Source of the point of an [`IndicatorPoint`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum PointSource<T> {
@@ -82,6 +84,20 @@ impl<T: Scalar> Prox<T> for IndicatorPoint<T> {
         }
     }
 
+    /// Returns zero when every entry satisfies `|x_i − c_i| ≤ √ε (1 + |c_i|)`,
+    /// and infinity otherwise or when `x` has a non-finite entry.
+    fn value(&self, x: MatRef<'_, T>, data: MatRef<'_, T>, col: usize) -> Option<T> {
+        let point = |row: usize| match &self.source {
+            PointSource::Data { offset, .. } => data[(offset + row, col)],
+            PointSource::Fixed(point) => point[row],
+        };
+        let inside = (0..x.nrows()).all(|row| {
+            let (entry, target) = (x[(row, col)], point(row));
+            entry.is_finite() && (entry - target).abs() <= membership_tolerance(target.abs())
+        });
+        Some(indicator_value(inside))
+    }
+
     fn prox(&self, mut out: MatMut<'_, T>, _v: MatRef<'_, T>, _gamma: T, data: MatRef<'_, T>) {
         match &self.source {
             PointSource::Data { offset, len } => out.copy_from(data.subrows(*offset, *len)),
@@ -104,5 +120,38 @@ impl<T: Scalar> Prox<T> for IndicatorPoint<T> {
         _cotangent: MatRef<'_, T>,
     ) {
         v_bar.fill(T::zero());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn column(values: &[f64]) -> Mat<f64> {
+        Mat::from_fn(values.len(), 1, |i, _| values[i])
+    }
+
+    #[test]
+    fn fixed_point_value() {
+        let point = IndicatorPoint::fixed(vec![1.0, -2e10]).unwrap();
+        let no_data = Mat::<f64>::zeros(0, 1);
+        let value = |x: &[f64]| point.value(column(x).as_ref(), no_data.as_ref(), 0);
+        assert_eq!(value(&[1.0, -2e10]), Some(0.0));
+        assert_eq!(value(&[1.0 + 1e-12, -2e10 + 1e-3]), Some(0.0));
+        assert_eq!(value(&[1.0 + 1e-6, -2e10]), Some(f64::INFINITY));
+        assert_eq!(value(&[1.0, -2e10 + 1e3]), Some(f64::INFINITY));
+        assert_eq!(value(&[f64::NAN, -2e10]), Some(f64::INFINITY));
+    }
+
+    #[test]
+    fn data_point_value_reads_its_rows() {
+        let point = IndicatorPoint::from_data(1, 2).unwrap();
+        let data = Mat::from_fn(3, 2, |i, j| [[9.0, 1.0, 2.0], [8.0, 3.0, 4.0]][j][i]);
+        let x = Mat::from_fn(2, 2, |i, j| [[1.0, 2.0], [3.0, 4.5]][j][i]);
+        assert_eq!(point.value(x.as_ref(), data.as_ref(), 0), Some(0.0));
+        assert_eq!(point.value(x.as_ref(), data.as_ref(), 1), Some(f64::INFINITY));
+        let mut out = Mat::zeros(2, 2);
+        point.prox(out.as_mut(), x.as_ref(), 1.0, data.as_ref());
+        assert_eq!(point.value(out.as_ref(), data.as_ref(), 1), Some(0.0));
     }
 }

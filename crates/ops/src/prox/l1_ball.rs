@@ -88,6 +88,10 @@ impl<T: Scalar> L1Ball<T> {
 impl<T: Scalar> Parameterized<T> for L1Ball<T> {}
 
 impl<T: Scalar> Prox<T> for L1Ball<T> {
+    fn is_indicator(&self) -> bool {
+        true
+    }
+
     /// Returns 0 when `‖x‖₁ ≤ r + √ε (1 + r)` and +∞ otherwise.
     fn value(&self, x: MatRef<'_, T>, _data: MatRef<'_, T>, col: usize) -> Option<T> {
         let mut norm = T::zero();
