@@ -78,6 +78,24 @@ impl<T: Scalar> Prox<T> for IndicatorPoint<T> {
         }
     }
 
+    /// Returns 0 when `max_i |x_i − c_i| ≤ √ε (1 + max_i |c_i|)`, and infinity otherwise.
+    fn value(&self, x: MatRef<'_, T>, data: MatRef<'_, T>, col: usize) -> Option<T> {
+        let point = |row: usize| match &self.source {
+            PointSource::Data { offset, .. } => data[(offset + row, col)],
+            PointSource::Fixed(point) => point[row],
+        };
+        let mut distance = T::zero();
+        let mut scale = T::zero();
+        for row in 0..x.nrows() {
+            let c = point(row);
+            let gap = (x[(row, col)] - c).abs();
+            distance = if gap.is_nan() { gap } else { distance.max(gap) };
+            scale = scale.max(c.abs());
+        }
+        let inside = distance <= T::epsilon().sqrt() * (T::one() + scale);
+        Some(if inside { T::zero() } else { T::infinity() })
+    }
+
     fn prox(&self, mut out: MatMut<'_, T>, _v: MatRef<'_, T>, _gamma: T, data: MatRef<'_, T>) {
         match &self.source {
             PointSource::Data { offset, len } => out.copy_from(data.subrows(*offset, *len)),

@@ -159,6 +159,15 @@ impl<T: Scalar> Prox<T> for L1Norm<T> {
         }
     }
 
+    /// Returns `Σ_i w_i |x_i|`.
+    fn value(&self, x: MatRef<'_, T>, _data: MatRef<'_, T>, col: usize) -> Option<T> {
+        let mut sum = T::zero();
+        for row in 0..x.nrows() {
+            sum += self.threshold(row, T::one()) * x[(row, col)].abs();
+        }
+        Some(sum)
+    }
+
     fn prox(&self, mut out: MatMut<'_, T>, v: MatRef<'_, T>, gamma: T, _data: MatRef<'_, T>) {
         match self.shared_weight() {
             Some(w) => {

@@ -49,6 +49,23 @@ fn simplex_threshold<T: Scalar>(v: impl Fn(usize) -> T, len: usize) -> T {
 impl<T: Scalar> Parameterized<T> for Simplex {}
 
 impl<T: Scalar> Prox<T> for Simplex {
+    /// Returns 0 when every entry is at least `−τ` and the entries sum to 1
+    /// within `τ`, and infinity otherwise, where `τ = √ε (1 + Σ_i |x_i|)`.
+    fn value(&self, x: MatRef<'_, T>, _data: MatRef<'_, T>, col: usize) -> Option<T> {
+        let mut sum = T::zero();
+        let mut abs_sum = T::zero();
+        let mut min = T::infinity();
+        for row in 0..x.nrows() {
+            let entry = x[(row, col)];
+            sum += entry;
+            abs_sum += entry.abs();
+            min = if entry.is_nan() { entry } else { min.min(entry) };
+        }
+        let tol = T::epsilon().sqrt() * (T::one() + abs_sum);
+        let inside = min >= -tol && (sum - T::one()).abs() <= tol;
+        Some(if inside { T::zero() } else { T::infinity() })
+    }
+
     fn prox(&self, mut out: MatMut<'_, T>, v: MatRef<'_, T>, _gamma: T, _data: MatRef<'_, T>) {
         let len = v.nrows();
         for col in 0..v.ncols() {

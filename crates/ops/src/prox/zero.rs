@@ -9,6 +9,10 @@ pub struct Zero;
 impl<T: Scalar> Parameterized<T> for Zero {}
 
 impl<T: Scalar> Prox<T> for Zero {
+    fn value(&self, _x: MatRef<'_, T>, _data: MatRef<'_, T>, _col: usize) -> Option<T> {
+        Some(T::zero())
+    }
+
     fn prox(&self, out: MatMut<'_, T>, v: MatRef<'_, T>, _gamma: T, _data: MatRef<'_, T>) {
         faer::zip!(out, v).for_each(|faer::unzip!(o, v)| *o = *v);
     }
