@@ -21,15 +21,23 @@
 //! indicator: [`BoxSet`] (bounds per entry or shared, possibly infinite),
 //! [`Nonnegative`] (the nonnegative orthant), [`L2Ball`] and [`LinfBall`],
 //! and [`AffineSet`] (`{x : Cx = b}`, with `b` fixed or from the data batch).
+//! [`ForwardDifference`] takes first differences, the discrete gradient of
+//! total variation.
+//!
+//! Combinators build new maps from others: [`Scaled`] (`a · f`),
+//! [`Translated`] (`f(x − b)`), [`SeparableSum`] (`Σ_k f_k(x_{R_k})`) and
+//! [`Conjugate`] (`f*`, by Moreau's decomposition).
 
 mod operators;
 mod prox;
 mod smooth;
 
+pub use operators::ForwardDifference;
 pub use operators::{Dense, Identity, LearnableDense, Normalization};
 pub use prox::{
     AffineSet, BoxConstrained, BoxSet, IndicatorPoint, L1Norm, L2Ball, LinfBall, Nonnegative, PointSource,
     Simplex, SquaredDistance, SquaredL2, Zero,
 };
+pub use prox::{Conjugate, Scaled, SeparableBlock, SeparableSum, Translated};
 pub use prox::{ElasticNet, Huber, L1Ball, L2Norm, LinfNorm};
 pub use smooth::{LeastSquares, Quadratic};

@@ -9,6 +9,9 @@
 //!   [`Splitting`](optlayer_core::Splitting), a [`Prox`](optlayer_core::Prox),
 //!   the parameter gradients of an [`Operator`](optlayer_core::Operator)) and
 //!   the dot test of an operator's adjoint.
+//! - [`prox_checks`]: properties every proximal map has (firm
+//!   nonexpansiveness, the subgradient inequality, Moreau's identity),
+//!   measured on batches, for checking new maps.
 //! - [`reference`](mod@reference): exact solvers for small problems, independent of any
 //!   splitting, to check optimality.
 //! - [`random`]: seeded random matrices for tests.
@@ -16,6 +19,7 @@
 
 pub mod conformance;
 pub mod fd;
+pub mod prox_checks;
 pub mod random;
 pub mod reference;
 pub mod temp;

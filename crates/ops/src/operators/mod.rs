@@ -1,8 +1,10 @@
 mod dense;
+mod difference;
 mod identity;
 mod learnable;
 
 pub use dense::Dense;
+pub use difference::ForwardDifference;
 pub use identity::Identity;
 pub use learnable::{LearnableDense, Normalization};
 

@@ -1,6 +1,7 @@
 mod affine_set;
 mod box_constrained;
 mod box_set;
+mod combinators;
 mod elastic_net;
 mod huber;
 mod indicator_point;
@@ -24,6 +25,7 @@ mod zero;
 pub use affine_set::AffineSet;
 pub use box_constrained::BoxConstrained;
 pub use box_set::BoxSet;
+pub use combinators::{Conjugate, Scaled, SeparableBlock, SeparableSum, Translated};
 pub use elastic_net::ElasticNet;
 pub use huber::Huber;
 pub use indicator_point::{IndicatorPoint, PointSource};
