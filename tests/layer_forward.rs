@@ -346,3 +346,41 @@ fn shrink_step_rule_lowers_beta() {
     );
     assert!((s.step_condition() - 0.99).abs() < 1e-6);
 }
+
+#[test]
+fn inconsistent_constraint_primal_dual_reports_residual() {
+    // The same inconsistent system for the primal-dual scheme: the dual
+    // grows without bound, the sample is not converged, and the reported
+    // residual ‖Ax − d‖ is the measured one, at least the best attainable.
+    use optlayer::splittings::{CondatVu, PrimalDualSteps};
+    let a = mat![[1.0, 1.0], [2.0, 2.0]];
+    let d = mat![[1.0], [3.0]];
+    let s: CondatVu<f64> = CondatVu::new(
+        2,
+        Box::new(Dense::new(a.clone()).unwrap()),
+        Box::new(L1Norm::new(1.0).unwrap()),
+        Box::new(IndicatorPoint::from_data(0, 2).unwrap()),
+        PrimalDualSteps::default(),
+    )
+    .unwrap();
+    let layer = OptLayer::new(s, ForwardOptions::new(20_000, 1e-8)).unwrap();
+    let result = layer.forward(d.as_ref()).unwrap();
+    assert_eq!(
+        result.samples[0].status,
+        Status::IterationLimit,
+        "{:?}",
+        result.samples[0]
+    );
+    let measured = (&a * &result.x - &d).norm_l2();
+    let reported = result.samples[0]
+        .constraint_residual
+        .expect("the model has a constraint");
+    assert!(
+        (reported - measured).abs() < 1e-12,
+        "reported {reported}, measured {measured}"
+    );
+    assert!(
+        reported >= 0.447213 && reported.is_finite(),
+        "reported {reported}"
+    );
+}

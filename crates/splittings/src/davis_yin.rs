@@ -492,6 +492,16 @@ impl<T: Scalar> Splitting for DavisYin<T> {
         2 * self.primal_dim
     }
 
+    /// Returns the distance of `x = x_g` from the sets of `g` and `h` that are
+    /// indicators, combined as a root sum of squares; `None` when neither is.
+    fn constraint_residual(&self, z: MatRef<'_, T>, data: MatRef<'_, T>, col: usize) -> Option<T> {
+        let x = z.subrows(0, self.primal_dim);
+        crate::combine_distances([
+            self.g.infeasibility(x, data, col),
+            self.h.infeasibility(x, data, col),
+        ])
+    }
+
     fn step_sizes(&self) -> Vec<(String, f64)> {
         vec![
             ("gamma".into(), self.gamma.to_f64_lossless()),
@@ -751,6 +761,10 @@ impl<T: Scalar> Splitting for DouglasRachford<T> {
 
     fn state_dim(&self) -> usize {
         self.inner.state_dim()
+    }
+
+    fn constraint_residual(&self, z: MatRef<'_, T>, data: MatRef<'_, T>, col: usize) -> Option<T> {
+        self.inner.constraint_residual(z, data, col)
     }
 
     fn step_sizes(&self) -> Vec<(String, f64)> {

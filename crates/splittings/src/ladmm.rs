@@ -469,8 +469,7 @@ impl<T: Scalar> Splitting for LinearizedAdmm<T> {
     /// block is an indicator.
     fn constraint_residual(&self, z: MatRef<'_, T>, data: MatRef<'_, T>, col: usize) -> Option<T> {
         let x = z.subrows(0, self.primal_dim).subcols(col, 1);
-        let mut total: Option<T> = None;
-        for block in self.blocks.iter().filter(|b| b.prox.is_indicator()) {
+        let distances = self.blocks.iter().filter(|b| b.prox.is_indicator()).map(|block| {
             let op = &*block.operator;
             let mut kx = Mat::zeros(op.nrows(), 1);
             let mut buffer = faer::dyn_stack::MemBuffer::new(op.apply_scratch(1, Par::Seq));
@@ -482,11 +481,9 @@ impl<T: Scalar> Splitting for LinearizedAdmm<T> {
                 Par::Seq,
                 MemStack::new(&mut buffer),
             );
-            let distance = block.prox.infeasibility(kx.as_ref(), data.subcols(col, 1), 0)?;
-            let sum = total.unwrap_or_else(T::zero);
-            total = Some(sum.hypot(distance));
-        }
-        total
+            block.prox.infeasibility(kx.as_ref(), data.subcols(col, 1), 0)
+        });
+        crate::combine_distances(distances)
     }
 
     fn step_sizes(&self) -> Vec<(String, f64)> {

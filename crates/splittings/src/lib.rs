@@ -28,3 +28,12 @@ pub use ladmm::{Block, LadmmSteps, LinearizedAdmm, StepRule};
 pub use primal_dual::{CondatVu, DEFAULT_STEP_SAFETY, PrimalDualSteps};
 pub use prox_grad::{Acceleration, DEFAULT_STEP_MARGIN, ProximalGradient};
 pub use stacked::StackedOperator;
+
+/// Combines the distances of a point from several sets as a root sum of
+/// squares, skipping the terms that are not constraints; `None` when no term is.
+fn combine_distances<T: optlayer_core::Scalar>(distances: impl IntoIterator<Item = Option<T>>) -> Option<T> {
+    distances
+        .into_iter()
+        .flatten()
+        .fold(None, |total: Option<T>, d| Some(total.map_or(d, |t| t.hypot(d))))
+}

@@ -577,6 +577,29 @@ impl<T: Scalar> Splitting for CondatVu<T> {
         self.primal_dim + self.dual_dim
     }
 
+    /// Returns the distances of `x` from the set of `g` and of `Kx` from the
+    /// set of `h`, for those that are indicators, combined as a root sum of
+    /// squares; `None` when neither is.
+    fn constraint_residual(&self, z: MatRef<'_, T>, data: MatRef<'_, T>, col: usize) -> Option<T> {
+        let x = z.subrows(0, self.primal_dim);
+        let on_h = if self.h.is_indicator() {
+            let mut kx = Mat::zeros(self.dual_dim, 1);
+            let mut buffer = faer::dyn_stack::MemBuffer::new(self.operator.apply_scratch(1, Par::Seq));
+            self.operator.apply(
+                kx.as_mut(),
+                Accum::Replace,
+                T::one(),
+                x.subcols(col, 1),
+                Par::Seq,
+                MemStack::new(&mut buffer),
+            );
+            self.h.infeasibility(kx.as_ref(), data.subcols(col, 1), 0)
+        } else {
+            None
+        };
+        crate::combine_distances([self.g.infeasibility(x, data, col), on_h])
+    }
+
     fn step_sizes(&self) -> Vec<(String, f64)> {
         vec![
             ("tau".into(), self.tau.to_f64_lossless()),

@@ -452,6 +452,12 @@ impl<T: Scalar> Splitting for ProximalGradient<T> {
         )
     }
 
+    /// Returns the distance of `x` from the set of `g` when `g` is an
+    /// indicator; `x` is a prox output, so this is zero up to rounding.
+    fn constraint_residual(&self, z: MatRef<'_, T>, data: MatRef<'_, T>, col: usize) -> Option<T> {
+        self.prox.infeasibility(self.primal(z), data, col)
+    }
+
     fn step_sizes(&self) -> Vec<(String, f64)> {
         vec![("gamma".into(), self.gamma.to_f64_lossless())]
     }
