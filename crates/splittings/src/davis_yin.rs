@@ -492,8 +492,9 @@ impl<T: Scalar> Splitting for DavisYin<T> {
         2 * self.primal_dim
     }
 
-    /// Returns the distance of `x = x_g` from the sets of `g` and `h` that are
-    /// indicators, combined as a root sum of squares; `None` when neither is.
+    /// Returns the distance of `x = x_g` from the sets of `g` and `h`,
+    /// combined as a root sum of squares. Terms that are not indicators are
+    /// skipped, and the result is `None` when neither is one.
     fn constraint_residual(&self, z: MatRef<'_, T>, data: MatRef<'_, T>, col: usize) -> Option<T> {
         let x = z.subrows(0, self.primal_dim);
         crate::combine_distances([

@@ -30,7 +30,8 @@ pub use prox_grad::{Acceleration, DEFAULT_STEP_MARGIN, ProximalGradient};
 pub use stacked::StackedOperator;
 
 /// Combines the distances of a point from several sets as a root sum of
-/// squares, skipping the terms that are not constraints; `None` when no term is.
+/// squares. Terms that are not constraints are skipped, and the result is
+/// `None` when no term is a constraint.
 fn combine_distances<T: optlayer_core::Scalar>(distances: impl IntoIterator<Item = Option<T>>) -> Option<T> {
     distances
         .into_iter()

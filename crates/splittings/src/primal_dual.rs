@@ -578,8 +578,8 @@ impl<T: Scalar> Splitting for CondatVu<T> {
     }
 
     /// Returns the distances of `x` from the set of `g` and of `Kx` from the
-    /// set of `h`, for those that are indicators, combined as a root sum of
-    /// squares; `None` when neither is.
+    /// set of `h`, combined as a root sum of squares. Terms that are not
+    /// indicators are skipped, and the result is `None` when neither is one.
     fn constraint_residual(&self, z: MatRef<'_, T>, data: MatRef<'_, T>, col: usize) -> Option<T> {
         let x = z.subrows(0, self.primal_dim);
         let on_h = if self.h.is_indicator() {

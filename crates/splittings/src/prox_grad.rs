@@ -453,7 +453,7 @@ impl<T: Scalar> Splitting for ProximalGradient<T> {
     }
 
     /// Returns the distance of `x` from the set of `g` when `g` is an
-    /// indicator; `x` is a prox output, so this is zero up to rounding.
+    /// indicator. Because `x` is a prox output, this is zero up to rounding.
     fn constraint_residual(&self, z: MatRef<'_, T>, data: MatRef<'_, T>, col: usize) -> Option<T> {
         self.prox.infeasibility(self.primal(z), data, col)
     }
