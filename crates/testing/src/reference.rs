@@ -191,26 +191,10 @@ fn try_labels(
         let (xi, gi) = (x[(i, 0)], g[(i, 0)]);
         let ok = match labels[i] {
             // At a bound, the subgradient of μ|x| plus g must point into the box.
-            0 => {
-                let sub = if xi > 0.0 {
-                    gi + mu
-                } else if xi < 0.0 {
-                    gi - mu
-                } else {
-                    gi + mu
-                };
-                sub >= -tol
-            }
-            1 => {
-                let sub = if xi > 0.0 {
-                    gi + mu
-                } else if xi < 0.0 {
-                    gi - mu
-                } else {
-                    gi - mu
-                };
-                sub <= tol
-            }
+            // At a bound, some subgradient of μ|x| plus g must point into the
+            // box; at x = 0 the subgradient ranges over [−μ, μ].
+            0 => (if xi < 0.0 { gi - mu } else { gi + mu }) >= -tol,
+            1 => (if xi > 0.0 { gi + mu } else { gi - mu }) <= tol,
             2 => gi.abs() <= mu + tol,
             3 => xi > 0.0 && xi >= lower[i] && xi <= upper[i] && (gi + mu).abs() <= tol,
             _ => xi < 0.0 && xi >= lower[i] && xi <= upper[i] && (gi - mu).abs() <= tol,
