@@ -30,8 +30,9 @@ pub trait Smooth<T: Scalar>: Parameterized<T> + Send + Sync {
     /// iteration loop.
     fn value(&self, x: MatRef<'_, T>, data: MatRef<'_, T>, col: usize) -> T;
 
-    /// Returns the scratch memory that [`gradient`](Self::gradient) and
-    /// [`hessian_vjp`](Self::hessian_vjp) need for `batch` columns.
+    /// Returns the scratch memory that [`gradient`](Self::gradient),
+    /// [`hessian_vjp`](Self::hessian_vjp) and
+    /// [`accumulate_grad`](Self::accumulate_grad) need for `batch` columns.
     fn scratch(&self, batch: usize, par: Par) -> StackReq {
         let _ = (batch, par);
         StackReq::EMPTY
@@ -61,7 +62,9 @@ pub trait Smooth<T: Scalar>: Parameterized<T> + Send + Sync {
 
     /// Adds `∂⟨cotangent, ∇f(x; d)⟩/∂params`, summed over the batch, to
     /// `grads`, this function's own gradients in parameter order. Functions
-    /// without parameters keep the provided no-op.
+    /// without parameters keep the provided no-op. Scratch memory comes from
+    /// `stack`, sized by [`scratch`](Self::scratch).
+    #[allow(clippy::too_many_arguments)]
     fn accumulate_grad(
         &self,
         grads: &mut [Mat<T>],
@@ -69,8 +72,9 @@ pub trait Smooth<T: Scalar>: Parameterized<T> + Send + Sync {
         data: MatRef<'_, T>,
         cotangent: MatRef<'_, T>,
         par: Par,
+        stack: &mut MemStack,
     ) {
-        let _ = (grads, x, data, cotangent, par);
+        let _ = (grads, x, data, cotangent, par, stack);
     }
 
     /// Returns an estimate of the Lipschitz constant `L` of `∇f`.

@@ -614,7 +614,7 @@ impl<T: Scalar> Splitting for DavisYin<T> {
                     // x̄_g is not needed any more, so it now contains the cotangent −γ v̄ on ∇f(x_h).
                     faer::zip!(x_g_bar.rb_mut(), v_bar.rb())
                         .for_each(|faer::unzip!(c, vb)| *c = -gamma * *vb);
-                    f.accumulate_grad(grads, x_h.rb(), data, x_g_bar.rb(), par);
+                    f.accumulate_grad(grads, x_h.rb(), data, x_g_bar.rb(), par, stack);
                 }
                 faer::zip!(x_h_bar.rb_mut(), v_bar.rb(), c_z)
                     .for_each(|faer::unzip!(b, vb, cz)| *b = two * *vb - gamma * *b - lambda * *cz);

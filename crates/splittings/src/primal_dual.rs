@@ -743,7 +743,7 @@ impl<T: Scalar> Splitting for CondatVu<T> {
         }
         if let (Some(f), Some(g)) = (self.smooth.as_ref(), smooth_grads) {
             faer::zip!(x_next.rb_mut(), v_bar).for_each(|faer::unzip!(t, vb)| *t = -tau * *vb);
-            f.accumulate_grad(g, x, data, x_next.rb(), par);
+            f.accumulate_grad(g, x, data, x_next.rb(), par, stack);
         }
 
         // z̄ = (v̄ − τ∇²f(x) v̄ − w̄, ū − τKv̄).

@@ -563,7 +563,7 @@ impl<T: Scalar> Splitting for ProximalGradient<T> {
                 // v = y − γ∇f(y): the cotangent on ∇f(y) is −γ v̄.
                 faer::zip!(work.rb_mut(), v_bar.rb()).for_each(|faer::unzip!(w, vb)| *w = -gamma * *vb);
                 self.smooth
-                    .accumulate_grad(smooth_grads, y.rb(), data, work.rb(), par);
+                    .accumulate_grad(smooth_grads, y.rb(), data, work.rb(), par, stack);
             }
         }
 

@@ -118,6 +118,7 @@ impl<T: Scalar> Smooth<T> for Softplus<T> {
         data: MatRef<'_, T>,
         c: MatRef<'_, T>,
         _: Par,
+        _: &mut MemStack,
     ) {
         let mut sum = T::zero();
         for j in 0..x.ncols() {

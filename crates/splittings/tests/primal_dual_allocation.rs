@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::{Mat, Par};
 use optlayer_core::{Parameterized, Splitting};
-use optlayer_ops::{Dense, IndicatorPoint, L1Norm, LearnableDense, LeastSquares};
+use optlayer_ops::{IndicatorPoint, L1Norm, LearnableDense, LeastSquares};
 use optlayer_splittings::{CondatVu, PrimalDualSteps};
 use optlayer_testing::random::gaussian;
 
@@ -98,13 +98,12 @@ fn count_step_allocations(s: &CondatVu<f64>, data_dim: usize, batch: usize) -> (
 
 #[test]
 fn condat_vu_step_and_vjp_do_not_allocate() {
-    // The least-squares term has a fixed matrix: with a learnable one, its
-    // accumulate_grad allocates, because Smooth::accumulate_grad receives no
-    // scratch stack.
+    // Every term is learnable, so the vector-Jacobian product runs every
+    // parameter-gradient path, the least-squares one included.
     let (n, m, p, batch) = (6, 4, 5, 3);
     let s = CondatVu::with_smooth(
         p,
-        Box::new(LeastSquares::new(Dense::new(gaussian(p, n, 4)).unwrap()).unwrap()),
+        Box::new(LeastSquares::new(LearnableDense::new("a", gaussian(p, n, 4)).unwrap()).unwrap()),
         Box::new(LearnableDense::new("k", gaussian(m, n, 5)).unwrap()),
         Box::new(L1Norm::learnable("lambda_g", 0.3).unwrap()),
         Box::new(L1Norm::learnable("lambda_h", 0.5).unwrap()),

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use faer::dyn_stack::{MemBuffer, MemStack, StackReq};
 use faer::{Mat, Par};
 use optlayer_core::Splitting;
-use optlayer_ops::{Dense, L1Norm, LeastSquares};
+use optlayer_ops::{L1Norm, LearnableDense, LeastSquares};
 use optlayer_splittings::{Acceleration, ProximalGradient};
 use optlayer_testing::random::gaussian;
 
@@ -61,7 +61,7 @@ fn allocations_during(f: impl FnOnce()) -> usize {
 fn step_and_step_vjp_do_not_allocate() {
     let (m, n, batch) = (30, 20, 8);
     for acceleration in [Acceleration::None, Acceleration::Fista] {
-        let smooth = LeastSquares::new(Dense::new(gaussian(m, n, 1)).unwrap()).unwrap();
+        let smooth = LeastSquares::new(LearnableDense::new("a", gaussian(m, n, 1)).unwrap()).unwrap();
         let prox = L1Norm::learnable("lambda", 0.3).unwrap();
         let s = ProximalGradient::new(smooth, prox, m, acceleration).unwrap();
         let mut z = gaussian(s.state_dim(), batch, 2);
@@ -72,7 +72,7 @@ fn step_and_step_vjp_do_not_allocate() {
         let cotangent = gaussian(s.state_dim(), batch, 4);
         let mut z_next = Mat::zeros(s.state_dim(), batch);
         let mut z_bar = Mat::zeros(s.state_dim(), batch);
-        let mut grads = vec![Mat::<f64>::zeros(1, 1)];
+        let mut grads = vec![Mat::<f64>::zeros(m, n), Mat::<f64>::zeros(1, 1)];
         let mut buffer = MemBuffer::new(StackReq::any_of(&[
             s.step_scratch(batch, Par::Seq),
             s.step_vjp_scratch(batch, Par::Seq),

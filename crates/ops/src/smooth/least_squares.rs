@@ -187,10 +187,9 @@ impl<T: Scalar> Smooth<T> for LeastSquares<T> {
     }
 
     fn scratch(&self, batch: usize, par: Par) -> StackReq {
-        StackReq::all_of(&[
-            temp_mat_scratch::<T>(self.operator.nrows(), batch),
-            self.operator.apply_scratch(batch, par),
-        ])
+        // Two temporaries: `accumulate_grad` holds `Ax − d` and `A c` at once.
+        let temp = temp_mat_scratch::<T>(self.operator.nrows(), batch);
+        StackReq::all_of(&[temp, temp, self.operator.apply_scratch(batch, par)])
     }
 
     /// Writes `out = Aᵀ(A x − d)`.
@@ -234,11 +233,7 @@ impl<T: Scalar> Smooth<T> for LeastSquares<T> {
 
     /// Adds `∂⟨c, Aᵀ(Ax − d)⟩/∂A`: the operator's `accumulate_grad_adjoint`
     /// with `H = c`, `Y = Ax − d`, plus its `accumulate_grad` with
-    /// `G = A c`, `X = x`. For a dense `A` the sum is `(Ax − d) cᵀ + (A c) xᵀ`.
-    ///
-    /// NOTE: with a learnable operator this allocates two `m x b` matrices,
-    /// because [`Smooth::accumulate_grad`] receives no scratch stack. An
-    /// operator without parameters returns at once and allocates nothing.
+    /// `G = A c`, `X = x`.
     fn accumulate_grad(
         &self,
         grads: &mut [Mat<T>],
@@ -246,21 +241,22 @@ impl<T: Scalar> Smooth<T> for LeastSquares<T> {
         data: MatRef<'_, T>,
         cotangent: MatRef<'_, T>,
         par: Par,
+        stack: &mut MemStack,
     ) {
         if self.operator.param_count() == 0 {
             return;
         }
         let m = self.operator.nrows();
         let batch = x.ncols();
-        let mut buffer = MemBuffer::new(self.operator.apply_scratch(batch, par));
-        let stack = MemStack::new(&mut buffer);
-        let mut residual = Mat::<T>::zeros(m, batch);
+        let (mut residual, stack) = temp_mat_zeroed::<T, _, _>(m, batch, stack);
+        let mut residual = residual.as_mat_mut();
+        let (mut a_cotangent, stack) = temp_mat_zeroed::<T, _, _>(m, batch, stack);
+        let mut a_cotangent = a_cotangent.as_mat_mut();
         self.operator
-            .apply(residual.as_mut(), Accum::Replace, T::one(), x, par, stack);
-        faer::zip!(residual.as_mut(), self.target(data)).for_each(|faer::unzip!(r, d)| *r -= *d);
-        let mut a_cotangent = Mat::<T>::zeros(m, batch);
+            .apply(residual.rb_mut(), Accum::Replace, T::one(), x, par, stack);
+        faer::zip!(residual.rb_mut(), self.target(data)).for_each(|faer::unzip!(r, d)| *r -= *d);
         self.operator.apply(
-            a_cotangent.as_mut(),
+            a_cotangent.rb_mut(),
             Accum::Replace,
             T::one(),
             cotangent,
@@ -268,9 +264,9 @@ impl<T: Scalar> Smooth<T> for LeastSquares<T> {
             stack,
         );
         self.operator
-            .accumulate_grad_adjoint(grads, T::one(), cotangent, residual.as_ref(), par);
+            .accumulate_grad_adjoint(grads, T::one(), cotangent, residual.rb(), par);
         self.operator
-            .accumulate_grad(grads, T::one(), a_cotangent.as_ref(), x, par);
+            .accumulate_grad(grads, T::one(), a_cotangent.rb(), x, par);
     }
 
     /// Returns the power-iteration estimate of `‖A‖₂²`, a lower bound.
@@ -358,7 +354,15 @@ mod tests {
         let data = gaussian(m, batch, 10);
         let c = gaussian(n, batch, 11);
         let mut grads = vec![Mat::<f64>::zeros(m, n)];
-        f.accumulate_grad(&mut grads, x.as_ref(), data.as_ref(), c.as_ref(), Par::Seq);
+        let mut buffer = MemBuffer::new(f.scratch(x.ncols(), Par::Seq));
+        f.accumulate_grad(
+            &mut grads,
+            x.as_ref(),
+            data.as_ref(),
+            c.as_ref(),
+            Par::Seq,
+            MemStack::new(&mut buffer),
+        );
 
         let loss = |f: &LeastSquares<f64>| {
             inner(
@@ -390,7 +394,15 @@ mod tests {
         assert_eq!(f.param_count(), 0);
         let x = gaussian(3, 1, 12);
         let mut grads: Vec<Mat<f64>> = Vec::new();
-        f.accumulate_grad(&mut grads, x.as_ref(), x.as_ref(), x.as_ref(), Par::Seq);
+        let mut buffer = MemBuffer::new(f.scratch(x.ncols(), Par::Seq));
+        f.accumulate_grad(
+            &mut grads,
+            x.as_ref(),
+            x.as_ref(),
+            x.as_ref(),
+            Par::Seq,
+            MemStack::new(&mut buffer),
+        );
         assert!(grads.is_empty());
     }
 
