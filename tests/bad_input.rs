@@ -488,3 +488,124 @@ fn dataset_beyond_f32_range_rejected() {
     assert!(message.contains("1e39"), "{message}");
     assert!(message.contains("use f64"), "{message}");
 }
+
+mod step_limits {
+    use faer::Mat;
+    use optlayer::Error;
+    use optlayer::ops::{
+        BoxSet, Dense, Identity, IndicatorPoint, L1Norm, LeastSquares, SquaredDistance, Zero,
+    };
+    use optlayer::splittings::{
+        Acceleration, Block, CondatVu, DouglasRachford, LadmmSteps, LinearizedAdmm, PrimalDualSteps,
+        ProximalGradient, StepRule,
+    };
+
+    fn scaled_identity(n: usize, scale: f32) -> Mat<f32> {
+        Mat::from_fn(n, n, |i, j| if i == j { scale } else { 0.0 })
+    }
+
+    #[test]
+    fn f32_steps_that_round_to_zero() {
+        // 1e-50 is a valid f64 step but rounds to zero in f32.
+        let err = DouglasRachford::<f32>::new(
+            2,
+            0,
+            Box::new(BoxSet::uniform(0.0f32, 1.0).unwrap()),
+            Box::new(SquaredDistance::fixed(1.0f32, vec![2.0, -1.0]).unwrap()),
+            1e-50,
+            1.0,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidParameter { name, .. } if name == "gamma"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("f32"), "{err}");
+
+        let err = CondatVu::<f32>::new(
+            2,
+            Box::new(Identity::new(2)),
+            Box::new(L1Norm::new(1.0f32).unwrap()),
+            Box::new(IndicatorPoint::from_data(0, 2).unwrap()),
+            PrimalDualSteps::fixed(1e-50, 0.5),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidParameter { name, .. } if name == "tau"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn f32_steps_that_overflow() {
+        let blocks = vec![Block::new(Identity::new(2), L1Norm::new(1.0f32).unwrap())];
+        let steps = LadmmSteps {
+            alpha: 1e39,
+            beta: 0.1,
+            lambda: 1.0,
+        };
+        let err = LinearizedAdmm::<f32>::new(2, 0, blocks, steps).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidParameter { name, .. } if name == "alpha"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn default_steps_from_huge_norms() {
+        // ‖K‖² overflows f32, so the balanced rule would set τ = 0.
+        let err = CondatVu::<f32>::new(
+            2,
+            Box::new(Dense::new(scaled_identity(2, 1e20)).unwrap()),
+            Box::new(SquaredDistance::from_data(1.0f32, 0, 2).unwrap()),
+            Box::new(Zero),
+            PrimalDualSteps::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::Numerical { .. }), "{err}");
+
+        // The same overflow in linearized ADMM would lower β to zero.
+        let blocks = vec![Block::new(
+            Dense::new(scaled_identity(2, 1e20)).unwrap(),
+            L1Norm::new(1.0f32).unwrap(),
+        )];
+        let steps = LadmmSteps {
+            alpha: 0.5,
+            beta: 0.5,
+            lambda: 1.0,
+        };
+        let err = LinearizedAdmm::<f32>::new(2, 0, blocks, steps).unwrap_err();
+        assert!(matches!(err, Error::Numerical { .. }), "{err}");
+    }
+
+    #[test]
+    fn default_step_from_tiny_lipschitz() {
+        // L̂ = ‖A‖² is subnormal in f32, so γ = 1/(1.05 L̂) overflows.
+        let smooth = LeastSquares::new(Dense::new(scaled_identity(2, 1e-20)).unwrap()).unwrap();
+        let err = ProximalGradient::<f32>::new(smooth, Zero, 2, Acceleration::None).unwrap_err();
+        assert!(matches!(err, Error::Numerical { .. }), "{err}");
+    }
+
+    #[test]
+    fn shrinking_rules_reject_safety_one() {
+        // Rules that set the step condition to the safety itself need it below 1.
+        let blocks = vec![Block::new(Identity::new(2), L1Norm::new(1.0).unwrap())];
+        let steps = LadmmSteps {
+            alpha: 0.5,
+            beta: 0.5,
+            lambda: 1.0,
+        };
+        let err = LinearizedAdmm::<f64>::with_rule(2, 0, blocks, steps, StepRule::ShrinkBeta { safety: 1.0 })
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidParameter { .. }), "{err}");
+        let err = CondatVu::<f64>::new(
+            2,
+            Box::new(Identity::new(2)),
+            Box::new(Zero),
+            Box::new(L1Norm::new(1.0).unwrap()),
+            PrimalDualSteps::Balanced { safety: 1.0 },
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::InvalidParameter { .. }), "{err}");
+    }
+}

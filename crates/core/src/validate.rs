@@ -81,3 +81,44 @@ pub fn check_nonnegative<T: Scalar>(name: &str, value: T) -> Result<()> {
     }
     Ok(())
 }
+
+/// Converts a step size given as `f64` to the scalar type `T` and checks
+/// that it is finite and strictly positive both before and after the
+/// conversion: `1e-50` is a valid `f64` step but rounds to zero in `f32`.
+pub fn step_in<T: Scalar>(name: &str, value: f64) -> Result<T> {
+    check_positive(name, value)?;
+    let converted = T::lit(value);
+    if !(converted.is_finite() && converted > T::zero()) {
+        return Err(Error::InvalidParameter {
+            name: name.to_string(),
+            value,
+            requirement: format!(
+                "must be finite and greater than zero in {}, where it becomes {converted}; \
+                 choose a value between {:e} and {:e}",
+                T::NAME,
+                T::min_positive_value().to_f64_lossless(),
+                T::max_value().to_f64_lossless()
+            ),
+        });
+    }
+    Ok(converted)
+}
+
+/// Checks that a step size computed by a splitting's default rule is finite
+/// and strictly positive. Norm estimates near the limits of the scalar type
+/// make the rule overflow or underflow; `source` names the estimates the
+/// step came from, for the message.
+pub fn check_computed_step<T: Scalar>(algorithm: &str, name: &str, value: T, source: &str) -> Result<()> {
+    if value.is_finite() && value > T::zero() {
+        return Ok(());
+    }
+    Err(Error::Numerical {
+        what: format!("step {name} of {algorithm}"),
+        reason: format!(
+            "the default rule gave {value} in {} from {source}; rescale the operators or the smooth term \
+             so that their norms are far from the overflow and underflow limits of {}, or pass the step explicitly",
+            T::NAME,
+            T::NAME
+        ),
+    })
+}

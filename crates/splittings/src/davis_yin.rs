@@ -6,7 +6,7 @@ use faer::linalg::{temp_mat_scratch, temp_mat_zeroed};
 use faer::mat::AsMatMut;
 use faer::prelude::{Reborrow, ReborrowMut};
 use faer::{Mat, MatMut, MatRef, Par};
-use optlayer_core::validate::check_positive;
+use optlayer_core::validate::{check_computed_step, step_in};
 use optlayer_core::{Error, ParamInfo, Parameterized, Prox, Result, Scalar, Smooth, Splitting, split_grads};
 
 /// The rule that sets the step `γ` of [`DavisYin`].
@@ -183,7 +183,9 @@ impl<T: Scalar> DavisYin<T> {
             });
         }
         match steps.gamma {
-            GammaRule::Fixed { gamma } => check_positive("gamma", gamma)?,
+            GammaRule::Fixed { gamma } => {
+                step_in::<T>("gamma", gamma)?;
+            }
             GammaRule::FromLipschitz { safety } => {
                 if !(safety > 0.0 && safety < 2.0) {
                     return Err(Error::InvalidParameter {
@@ -194,7 +196,7 @@ impl<T: Scalar> DavisYin<T> {
                 }
             }
         }
-        check_positive("lambda", steps.lambda)?;
+        let lambda = step_in::<T>("lambda", steps.lambda)?;
         let mut splitting = Self {
             algorithm,
             primal_dim,
@@ -204,7 +206,7 @@ impl<T: Scalar> DavisYin<T> {
             h,
             rule: steps.gamma,
             gamma: T::one(),
-            lambda: T::lit(steps.lambda),
+            lambda,
             lipschitz: T::zero(),
         };
         splitting.validate_terms()?;
@@ -304,6 +306,7 @@ impl<T: Scalar> DavisYin<T> {
             GammaRule::FromLipschitz { safety } if lipschitz > T::zero() => T::lit(safety) / lipschitz,
             GammaRule::FromLipschitz { safety } => T::lit(safety),
         };
+        check_computed_step(self.algorithm, "gamma", gamma, &format!("L ≈ {lipschitz}"))?;
         self.check_step_conditions(gamma, lipschitz)?;
 
         self.lipschitz = lipschitz;

@@ -5,7 +5,7 @@ use faer::linalg::{temp_mat_scratch, temp_mat_zeroed};
 use faer::mat::AsMatMut;
 use faer::prelude::{Reborrow, ReborrowMut};
 use faer::{Accum, Mat, MatMut, MatRef, Par};
-use optlayer_core::validate::check_positive;
+use optlayer_core::validate::{check_computed_step, step_in};
 use optlayer_core::{
     Error, Operator, ParamInfo, Parameterized, Prox, Result, Scalar, Splitting, power_iteration,
     power_iteration_from, split_grads,
@@ -94,7 +94,7 @@ pub enum StepRule {
     /// Use `β` as given while `α β ‖K‖₂² ≤ safety`; otherwise lower it to
     /// `safety / (α ‖K‖₂²)`.
     ShrinkBeta {
-        /// The bound, in (0, 1].
+        /// The bound, in (0, 1).
         safety: f64,
     },
 }
@@ -191,7 +191,8 @@ impl<T: Scalar> LinearizedAdmm<T> {
     /// Creates the splitting with an explicit [`StepRule`].
     ///
     /// # Errors
-    /// As [`new`](Self::new), and when the rule's safety is not in (0, 1].
+    /// As [`new`](Self::new), and when the rule's safety is not in (0, 1]
+    /// (fixed rule) or (0, 1) (shrinking rule).
     pub fn with_rule(
         primal_dim: usize,
         data_dim: usize,
@@ -200,17 +201,21 @@ impl<T: Scalar> LinearizedAdmm<T> {
         rule: StepRule,
     ) -> Result<Self> {
         validate_blocks(primal_dim, data_dim, &blocks)?;
-        check_positive("alpha", steps.alpha)?;
-        check_positive("beta", steps.beta)?;
-        check_positive("lambda", steps.lambda)?;
-        let safety = match rule {
-            StepRule::Fixed { safety } | StepRule::ShrinkBeta { safety } => safety,
+        let alpha = step_in::<T>("alpha", steps.alpha)?;
+        let beta = step_in::<T>("beta", steps.beta)?;
+        let lambda = step_in::<T>("lambda", steps.lambda)?;
+        // A fixed rule rejects steps at the safety bound, so 1 is valid there;
+        // the shrinking rule sets α β ‖K‖² to the safety itself, which must
+        // then stay strictly below the convergence bound 1.
+        let (safety, upper_ok, requirement) = match rule {
+            StepRule::Fixed { safety } => (safety, safety <= 1.0, "must be in (0, 1]"),
+            StepRule::ShrinkBeta { safety } => (safety, safety < 1.0, "must be in (0, 1)"),
         };
-        if !(safety > 0.0 && safety <= 1.0) {
+        if !(safety > 0.0 && upper_ok) {
             return Err(Error::InvalidParameter {
                 name: "step rule safety".into(),
                 value: safety,
-                requirement: "must be in (0, 1]".into(),
+                requirement: requirement.into(),
             });
         }
 
@@ -226,10 +231,10 @@ impl<T: Scalar> LinearizedAdmm<T> {
             blocks,
             offsets,
             state_dim: next,
-            alpha: T::lit(steps.alpha),
-            beta_requested: T::lit(steps.beta),
-            beta: T::lit(steps.beta),
-            lambda: T::lit(steps.lambda),
+            alpha,
+            beta_requested: beta,
+            beta,
+            lambda,
             rule,
             norm_estimate: T::zero(),
             power_vector: None,
@@ -311,6 +316,21 @@ impl<T: Scalar> LinearizedAdmm<T> {
                     self.beta = T::lit(safety) / (self.alpha * norm_sq);
                 }
             }
+        }
+        check_computed_step(
+            "linearized ADMM",
+            "beta",
+            self.beta,
+            &format!("alpha = {} and ||K||_2 ≈ {norm}", self.alpha),
+        )?;
+        if !requested.is_finite() {
+            return Err(Error::Numerical {
+                what: "step condition alpha * beta * ||K||_2^2 of linearized ADMM".into(),
+                reason: format!(
+                    "it overflows in {} with ||K||_2 ≈ {norm}; rescale the operators",
+                    T::NAME
+                ),
+            });
         }
         Ok(())
     }

@@ -5,7 +5,7 @@ use faer::linalg::{temp_mat_scratch, temp_mat_zeroed};
 use faer::mat::AsMatMut;
 use faer::prelude::{Reborrow, ReborrowMut};
 use faer::{Accum, Mat, MatMut, MatRef, Par};
-use optlayer_core::validate::check_positive;
+use optlayer_core::validate::{check_computed_step, step_in};
 use optlayer_core::{
     Error, Operator, ParamInfo, Parameterized, Prox, Result, Scalar, Smooth, Splitting, power_iteration,
     power_iteration_from, split_grads,
@@ -35,7 +35,7 @@ pub enum PrimalDualSteps {
     /// every parameter update, so that `τ (σ ‖K‖₂² + L/2) = safety`. A zero
     /// `K` gives `σ = 1`, and a zero `K` without a smooth term gives `τ = 1`.
     Balanced {
-        /// The bound, in (0, 1].
+        /// The bound, in (0, 1).
         safety: f64,
     },
     /// `τ` and `σ` as given, rejected with [`Error::StepCondition`] when
@@ -194,7 +194,8 @@ impl<T: Scalar> CondatVu<T> {
     /// - a term reads more data rows than `data_dim`;
     /// - two parameters share a name ([`Error::DuplicateParameter`]);
     /// - a step is not finite and positive, or the safety factor is not in
-    ///   (0, 1] ([`Error::InvalidParameter`]);
+    ///   (0, 1] for fixed steps or (0, 1) for balanced steps
+    ///   ([`Error::InvalidParameter`]);
     /// - fixed steps break the convergence condition
     ///   ([`Error::StepCondition`]);
     /// - the estimate of `‖K‖₂` or `L` is not finite ([`Error::Numerical`]).
@@ -217,17 +218,24 @@ impl<T: Scalar> CondatVu<T> {
         h: Box<dyn Prox<T>>,
         steps: PrimalDualSteps,
     ) -> Result<Self> {
+        // Fixed steps are rejected at the safety bound, so 1 is valid there;
+        // balanced steps meet the condition with equality at the safety,
+        // which must then stay strictly below 1.
         let safety = steps.safety();
-        if !(safety > 0.0 && safety <= 1.0) {
+        let (upper_ok, requirement) = match steps {
+            PrimalDualSteps::Fixed { .. } => (safety <= 1.0, "must be in (0, 1]"),
+            PrimalDualSteps::Balanced { .. } => (safety < 1.0, "must be in (0, 1)"),
+        };
+        if !(safety > 0.0 && upper_ok) {
             return Err(Error::InvalidParameter {
                 name: "step safety".into(),
                 value: safety,
-                requirement: "must be in (0, 1]".into(),
+                requirement: requirement.into(),
             });
         }
         if let PrimalDualSteps::Fixed { tau, sigma, .. } = steps {
-            check_positive("tau", tau)?;
-            check_positive("sigma", sigma)?;
+            step_in::<T>("tau", tau)?;
+            step_in::<T>("sigma", sigma)?;
         }
         let mut splitting = Self {
             primal_dim: operator.ncols(),
@@ -397,13 +405,16 @@ impl<T: Scalar> CondatVu<T> {
                 } else {
                     T::one()
                 };
+                let source = format!("||K||_2 ≈ {norm} and L ≈ {lipschitz}");
+                check_computed_step(self.name(), "sigma", self.sigma, &source)?;
+                check_computed_step(self.name(), "tau", self.tau, &source)?;
                 Ok(())
             }
             PrimalDualSteps::Fixed { tau, sigma, safety } => {
                 self.tau = T::lit(tau);
                 self.sigma = T::lit(sigma);
                 let condition = self.step_condition();
-                if condition >= T::lit(safety) {
+                if !(condition < T::lit(safety)) {
                     let tau_max = safety / (self.sigma * norm_sq + half_l).to_f64_lossless();
                     return Err(Error::StepCondition {
                         algorithm: self.name().into(),

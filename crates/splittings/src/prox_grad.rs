@@ -8,7 +8,7 @@ use faer::linalg::{temp_mat_scratch, temp_mat_zeroed};
 use faer::mat::AsMatMut;
 use faer::prelude::{Reborrow, ReborrowMut};
 use faer::{Mat, MatMut, MatRef, Par};
-use optlayer_core::validate::check_positive;
+use optlayer_core::validate::{check_computed_step, check_positive};
 use optlayer_core::{
     Error, ParamInfo, Parameterized, Prox, Result, Scalar, Smooth, Splitting, columns, split_grads,
 };
@@ -222,11 +222,13 @@ impl<T: Scalar> ProximalGradient<T> {
         }
         self.lipschitz = lipschitz;
         let Some(gamma) = self.requested_step else {
-            self.gamma = if lipschitz > T::zero() {
+            let gamma = if lipschitz > T::zero() {
                 (T::lit(DEFAULT_STEP_MARGIN) * lipschitz).recip()
             } else {
                 T::one()
             };
+            check_computed_step(self.name(), "gamma", gamma, &format!("L ≈ {lipschitz}"))?;
+            self.gamma = gamma;
             return Ok(());
         };
         let product = gamma * lipschitz;
