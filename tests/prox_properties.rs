@@ -8,12 +8,13 @@
 
 use std::ops::Range;
 
-use faer::{Mat, MatMut, MatRef};
-use optlayer::Prox;
+use faer::{Mat, MatMut, MatRef, mat};
 use optlayer::ops::{
-    Conjugate, IndicatorPoint, L1Norm, Scaled, SeparableBlock, SeparableSum, Simplex, SquaredL2, Translated,
-    Zero,
+    AffineSet, BoxConstrained, BoxSet, Conjugate, ElasticNet, Huber, IndicatorPoint, L1Ball, L1Norm, L2Ball,
+    L2Norm, LinfBall, LinfNorm, Nonnegative, Scaled, SeparableBlock, SeparableSum, Simplex, SquaredDistance,
+    SquaredL2, Translated, Zero,
 };
+use optlayer::{Error, Prox};
 use optlayer_testing::fd::FdOptions;
 use optlayer_testing::prox_checks::{
     check_firm_nonexpansiveness, check_moreau_identity, check_prox_optimality, check_vjp, check_zero_step,
@@ -179,7 +180,285 @@ fn clip(radius: Vec<f64>) -> ConjugateProx {
     })
 }
 
+// Parameters of the penalties and sets. The closed forms of their
+// conjugates read the same constants.
+
+const L2_NORM_WEIGHT: f64 = 0.9;
+const ELASTIC_L1_WEIGHT: f64 = 0.5;
+const ELASTIC_L2_WEIGHT: f64 = 0.7;
+const HUBER_DELTA: f64 = 0.6;
+const HUBER_WEIGHT: f64 = 1.5;
+const LINF_NORM_WEIGHT: f64 = 0.8;
+const DISTANCE_WEIGHT: f64 = 1.3;
+const L1_BALL_RADIUS: f64 = 1.8;
+const BOX_LOWER: f64 = -0.8;
+const BOX_UPPER: f64 = 1.2;
+const L2_BALL_RADIUS: f64 = 1.3;
+const LINF_BALL_RADIUS: f64 = 0.9;
+const BOXED_L1_WEIGHT: f64 = 0.5;
+const BOXED_SQUARED_WEIGHT: f64 = 0.7;
+
+/// Returns per-entry box bounds cycling through a finite interval, an infinite
+/// lower bound, an infinite upper bound, the whole line and one point.
+fn box_bounds(dim: usize) -> (Vec<f64>, Vec<f64>) {
+    let pattern = [
+        (-1.0, 0.5),
+        (f64::NEG_INFINITY, 0.7),
+        (-0.3, f64::INFINITY),
+        (f64::NEG_INFINITY, f64::INFINITY),
+        (0.4, 0.4),
+    ];
+    (0..dim).map(|i| pattern[i % pattern.len()]).unzip()
+}
+
+/// Returns per-entry bounds of the box-constrained maps: intervals that contain
+/// zero, lie right of it, or lie left of it with an infinite lower bound,
+/// and one with an infinite upper bound.
+fn constrained_bounds(dim: usize) -> (Vec<f64>, Vec<f64>) {
+    let pattern = [
+        (-1.0, 0.8),
+        (0.3, 1.5),
+        (f64::NEG_INFINITY, -0.2),
+        (-0.6, f64::INFINITY),
+    ];
+    (0..dim).map(|i| pattern[i % pattern.len()]).unzip()
+}
+
+/// Returns the row count `p` of the constraint matrix on vectors of length
+/// `dim`, so that `p ≤ dim` and the set is a single point only at `dim = 1`.
+fn constraint_rows(dim: usize) -> usize {
+    dim.div_ceil(2)
+}
+
+/// Returns a fixed Gaussian `p x dim` constraint matrix, of full row rank.
+fn constraint_matrix(dim: usize) -> Mat<f64> {
+    gaussian(constraint_rows(dim), dim, 41)
+}
+
+fn constraint_rhs(dim: usize) -> Vec<f64> {
+    shift(constraint_rows(dim))
+}
+
+fn euclidean_norm(w: &[f64]) -> f64 {
+    w.iter().map(|x| x * x).sum::<f64>().sqrt()
+}
+
+/// Returns `w` soft-thresholded at `t`, the prox of `t|·|`.
+fn soft_threshold(w: f64, t: f64) -> f64 {
+    w.signum() * (w.abs() - t).max(0.0)
+}
+
+/// Writes the projection of `w` onto `{y : ‖y‖₂ ≤ radius}`, `w · min(1, radius/‖w‖₂)`.
+fn project_l2_ball(w: &[f64], radius: f64, out: &mut [f64]) {
+    let norm = euclidean_norm(w);
+    let factor = if norm <= radius { 1.0 } else { radius / norm };
+    for (o, &wi) in out.iter_mut().zip(w) {
+        *o = factor * wi;
+    }
+}
+
+/// Writes the block soft-thresholding of `w`, the prox of `t‖·‖₂`: `max(1 − t/‖w‖₂, 0) · w`.
+fn shrink_l2(w: &[f64], t: f64, out: &mut [f64]) {
+    let norm = euclidean_norm(w);
+    let factor = if norm <= t { 0.0 } else { 1.0 - t / norm };
+    for (o, &wi) in out.iter_mut().zip(w) {
+        *o = factor * wi;
+    }
+}
+
+/// Writes the projection of `w` onto `{y : ‖y‖₁ ≤ radius}` by sorting (Duchi,
+/// Shalev-Shwartz, Singer and Chandra, ICML 2008): with `u = |w|` sorted in
+/// decreasing order, `τ = (Σ_{i≤ρ} u_i − radius)/ρ` for the largest `ρ` with
+/// `u_ρ > τ_ρ`, and `y_i = sign(w_i) · max(|w_i| − τ, 0)`.
+fn project_l1_ball_sorted(w: &[f64], radius: f64, out: &mut [f64]) {
+    if w.iter().map(|x| x.abs()).sum::<f64>() <= radius {
+        out.copy_from_slice(w);
+        return;
+    }
+    let mut sorted: Vec<f64> = w.iter().map(|x| x.abs()).collect();
+    sorted.sort_by(|a, b| b.total_cmp(a));
+    let mut sum = 0.0;
+    let mut tau = sorted[0] - radius;
+    for (k, &value) in sorted.iter().enumerate() {
+        sum += value;
+        let candidate = (sum - radius) / (k + 1) as f64;
+        if value > candidate {
+            tau = candidate;
+        }
+    }
+    for (o, &wi) in out.iter_mut().zip(w) {
+        *o = soft_threshold(wi, tau);
+    }
+}
+
+/// Writes the prox of `t‖·‖∞` at `w`: zero when `‖w‖₁ ≤ t`, and otherwise
+/// `y_i = sign(w_i) · min(|w_i|, τ)` with `Σ_i (|w_i| − τ)₊ = t`, where `τ`
+/// is found by bisection.
+fn prox_linf_bisection(w: &[f64], t: f64, out: &mut [f64]) {
+    if w.iter().map(|x| x.abs()).sum::<f64>() <= t {
+        out.fill(0.0);
+        return;
+    }
+    let excess = |tau: f64| w.iter().map(|&wi| (wi.abs() - tau).max(0.0)).sum::<f64>() - t;
+    // The excess is ‖w‖₁ − t > 0 at τ = 0 and −t < 0 at τ = max_i |w_i|.
+    let mut low = 0.0;
+    let mut high = w.iter().fold(0.0, |acc: f64, wi| acc.max(wi.abs()));
+    for _ in 0..2000 {
+        let mid = 0.5 * (low + high);
+        if mid <= low || mid >= high {
+            break;
+        }
+        if excess(mid) > 0.0 {
+            low = mid;
+        } else {
+            high = mid;
+        }
+    }
+    let tau = 0.5 * (low + high);
+    for (o, &wi) in out.iter_mut().zip(w) {
+        *o = wi.clamp(-tau, tau);
+    }
+}
+
+/// Returns the prox of `s · σ` for the support function `σ(y) = max(l y, u y)` of the
+/// interval `[l, u]`, the conjugate of its indicator: the shifted
+/// soft-threshold `w − s u` where `w > s u`, `w − s l` where `w < s l`, and 0
+/// between. An infinite bound makes `σ` infinite on its side of zero, so
+/// that side never applies.
+fn prox_interval_support(w: f64, s: f64, lower: f64, upper: f64) -> f64 {
+    if upper.is_finite() && w > s * upper {
+        w - s * upper
+    } else if lower.is_finite() && w < s * lower {
+        w - s * lower
+    } else {
+        0.0
+    }
+}
+
+/// Returns the prox of `s · φ` for a convex piecewise-linear `φ` of one variable with
+/// `breakpoints` `b_1 < … < b_k` and `slopes` `m_0 ≤ … ≤ m_k`, slope `m_j`
+/// right of `b_j`. An infinite end slope makes `φ` infinite beyond its
+/// breakpoint.
+///
+/// The condition `w − y ∈ s ∂φ(y)` gives `y = b_j` when
+/// `b_j + s m_{j−1} ≤ w ≤ b_j + s m_j`, and otherwise `y = w − s m_j` in the
+/// piece of slope `m_j` that contains it.
+fn prox_piecewise_linear(w: f64, s: f64, breakpoints: &[f64], slopes: &[f64]) -> f64 {
+    assert_eq!(slopes.len(), breakpoints.len() + 1);
+    for (j, &b) in breakpoints.iter().enumerate() {
+        if b + s * slopes[j] <= w && w <= b + s * slopes[j + 1] {
+            return b;
+        }
+    }
+    for (j, &slope) in slopes.iter().enumerate() {
+        let left = if j == 0 {
+            f64::NEG_INFINITY
+        } else {
+            breakpoints[j - 1]
+        };
+        let right = breakpoints.get(j).copied().unwrap_or(f64::INFINITY);
+        let y = w - s * slope;
+        if left <= y && y <= right {
+            return y;
+        }
+    }
+    panic!("no piece contains the prox of w = {w}: breakpoints {breakpoints:?}, slopes {slopes:?}");
+}
+
+/// Returns the prox of `s · g*` for one entry of `g(x) = μ|x| + ι_{[l, u]}(x)`.
+///
+/// `g*(y) = max_{x ∈ [l, u]} xy − μ|x|` is piecewise linear in `y`, with the
+/// maximizing `x` as its slope: `l`, then 0 when `l < 0 < u`, then `u`. Two
+/// consecutive maximizers `a < b` never have opposite signs; their lines
+/// meet at `y = μ` when `a ≥ 0` and at `y = −μ` when `b ≤ 0`.
+fn prox_conjugate_boxed_l1(w: f64, s: f64, mu: f64, lower: f64, upper: f64) -> f64 {
+    let mut slopes = vec![lower];
+    if lower < 0.0 && 0.0 < upper {
+        slopes.push(0.0);
+    }
+    if upper > lower {
+        slopes.push(upper);
+    }
+    let breakpoints: Vec<f64> = slopes
+        .windows(2)
+        .map(|pair| if pair[0] >= 0.0 { mu } else { -mu })
+        .collect();
+    prox_piecewise_linear(w, s, &breakpoints, &slopes)
+}
+
+/// Returns the prox of `s · g*` for one entry of `g(x) = (c/2)x² + ι_{[l, u]}(x)`.
+///
+/// `g*` is differentiable with `(g*)'(y) = clip(y/c, l, u)`, so the prox `y`
+/// of `w` solves `w − y = s · clip(y/c, l, u)`. With `t = w/(c + s)`, that is
+/// `y = c t` when `l < t < u`, `y = w − s u` when `t ≥ u` and `y = w − s l`
+/// when `t ≤ l`.
+fn prox_conjugate_boxed_squared(w: f64, s: f64, c: f64, lower: f64, upper: f64) -> f64 {
+    let t = w / (c + s);
+    if t >= upper {
+        w - s * upper
+    } else if t <= lower {
+        w - s * lower
+    } else {
+        c * t
+    }
+}
+
+/// Returns the prox of `s · g*` for one entry of the elastic net
+/// `g(x) = λ₁|x| + (λ₂/2)x²`, whose conjugate is `g*(y) = (|y| − λ₁)₊²/(2λ₂)`:
+/// `w` where `|w| ≤ λ₁`, and otherwise the root of
+/// `y − w + s(|y| − λ₁)/λ₂ = 0`, `sign(w)(λ₂|w| + sλ₁)/(λ₂ + s)`.
+fn prox_conjugate_elastic_net(w: f64, s: f64) -> f64 {
+    if w.abs() <= ELASTIC_L1_WEIGHT {
+        w
+    } else {
+        w.signum() * (ELASTIC_L2_WEIGHT * w.abs() + s * ELASTIC_L1_WEIGHT) / (ELASTIC_L2_WEIGHT + s)
+    }
+}
+
+/// Returns the prox of `s · g*` for one entry of the Huber function
+/// `g(x) = c · hub_δ(x)`, whose conjugate is `g*(y) = δy²/(2c) + ι_{|y| ≤ c}`:
+/// `clip(c w/(c + sδ), −c, c)`.
+fn prox_conjugate_huber(w: f64, s: f64) -> f64 {
+    (HUBER_WEIGHT * w / (HUBER_WEIGHT + s * HUBER_DELTA)).clamp(-HUBER_WEIGHT, HUBER_WEIGHT)
+}
+
+/// Builds the prox of `s · g*` for the indicator `g` of `{x : Cx = b}` with the
+/// constraint matrix of `dim`, and `b` fixed (`constraint_rhs`) or read from
+/// rows `0..p` of each data column.
+///
+/// For `y = Cᵀλ` every `x` of the set gives `⟨x, y⟩ = ⟨b, λ⟩`, so
+/// `g*(y) = ⟨x₀, y⟩ + ι_{range(Cᵀ)}(y)` with `x₀ = C⁺b` the least-norm point
+/// of the set, and the prox is the projection `P(w − s x₀)` onto
+/// `range(Cᵀ)`, with `P = C⁺C` from faer's singular value decomposition.
+fn affine_conjugate(dim: usize, fixed_rhs: bool) -> ConjugateProx {
+    let c = constraint_matrix(dim);
+    let p = c.nrows();
+    let pinv = c.svd().unwrap().pseudoinverse();
+    let range_projector = &pinv * &c;
+    let rhs = constraint_rhs(dim);
+    let b = Mat::from_fn(p, 1, |k, _| rhs[k]);
+    let fixed_least_norm = &pinv * &b;
+    Box::new(move |mut out, w, s, data| {
+        let least_norm = if fixed_rhs {
+            Mat::from_fn(dim, w.ncols(), |i, _| fixed_least_norm[(i, 0)])
+        } else {
+            pinv.as_ref() * data.subrows(0, p)
+        };
+        let shifted = Mat::from_fn(dim, w.ncols(), |i, j| w[(i, j)] - s * least_norm[(i, j)]);
+        out.copy_from(range_projector.as_ref() * shifted.as_ref());
+    })
+}
+
+/// Returns every map under test: the basic maps and combinators, the
+/// penalties and the projections onto sets.
 fn table() -> Vec<Entry> {
+    let mut entries = basic_and_combinator_entries();
+    entries.extend(penalty_entries());
+    entries.extend(set_entries());
+    entries
+}
+
+fn basic_and_combinator_entries() -> Vec<Entry> {
     vec![
         Entry::new(
             "l1 scalar",
@@ -462,6 +741,290 @@ fn table() -> Vec<Entry> {
     ]
 }
 
+/// Returns the penalties: norms, smooth terms and squared distances.
+fn penalty_entries() -> Vec<Entry> {
+    vec![
+        // (λ‖·‖₂)* is the indicator of the ℓ2 ball of radius λ.
+        Entry::new(
+            "l2 norm",
+            |_| Box::new(L2Norm::new(L2_NORM_WEIGHT).unwrap()),
+            Some(|_| {
+                Box::new(|out, w, _, data| {
+                    per_column(out, w, data, |w, _, out| project_l2_ball(w, L2_NORM_WEIGHT, out))
+                })
+            }),
+            true,
+        ),
+        Entry::new(
+            "elastic net",
+            |_| Box::new(ElasticNet::new(ELASTIC_L1_WEIGHT, ELASTIC_L2_WEIGHT).unwrap()),
+            Some(|_| {
+                Box::new(|out, w, s, _| {
+                    faer::zip!(out, w).for_each(|faer::unzip!(o, w)| *o = prox_conjugate_elastic_net(*w, s))
+                })
+            }),
+            true,
+        ),
+        Entry::new(
+            "huber weighted",
+            |_| Box::new(Huber::weighted(HUBER_DELTA, HUBER_WEIGHT).unwrap()),
+            Some(|_| {
+                Box::new(|out, w, s, _| {
+                    faer::zip!(out, w).for_each(|faer::unzip!(o, w)| *o = prox_conjugate_huber(*w, s))
+                })
+            }),
+            true,
+        ),
+        // (λ‖·‖∞)* is the indicator of the ℓ1 ball of radius λ.
+        Entry::new(
+            "linf norm",
+            |_| Box::new(LinfNorm::new(LINF_NORM_WEIGHT).unwrap()),
+            Some(|_| {
+                Box::new(|out, w, _, data| {
+                    per_column(out, w, data, |w, _, out| {
+                        project_l1_ball_sorted(w, LINF_NORM_WEIGHT, out)
+                    })
+                })
+            }),
+            true,
+        ),
+        // ½ Σ_i c_i x_i² has the conjugate Σ_i y_i²/(2c_i), the indicator of
+        // y_i = 0 where c_i = 0, with prox c_i u_i/(c_i + s).
+        Entry::new(
+            "squared l2 per entry",
+            |dim| Box::new(SquaredL2::with_weights(weights(dim)).unwrap()),
+            Some(|dim| {
+                let c = weights(dim);
+                Box::new(move |out, w, s, data| {
+                    per_column(out, w, data, |w, _, out| {
+                        for i in 0..w.len() {
+                            out[i] = c[i] * w[i] / (c[i] + s);
+                        }
+                    })
+                })
+            }),
+            true,
+        ),
+        // ((c/2)‖x − d‖²)* = ‖y‖²/(2c) + ⟨d, y⟩, with prox c(u − s d)/(c + s).
+        Entry::new(
+            "squared distance fixed",
+            |dim| Box::new(SquaredDistance::fixed(DISTANCE_WEIGHT, point(dim)).unwrap()),
+            Some(|dim| {
+                let d = point(dim);
+                Box::new(move |out, w, s, data| {
+                    per_column(out, w, data, |w, _, out| {
+                        for i in 0..w.len() {
+                            out[i] = DISTANCE_WEIGHT * (w[i] - s * d[i]) / (DISTANCE_WEIGHT + s);
+                        }
+                    })
+                })
+            }),
+            true,
+        ),
+        Entry::new(
+            "squared distance from data",
+            |dim| Box::new(SquaredDistance::from_data(DISTANCE_WEIGHT, 1, dim).unwrap()),
+            Some(|_| {
+                Box::new(|out, w, s, data| {
+                    per_column(out, w, data, |w, d, out| {
+                        for i in 0..w.len() {
+                            out[i] = DISTANCE_WEIGHT * (w[i] - s * d[(1 + i, 0)]) / (DISTANCE_WEIGHT + s);
+                        }
+                    })
+                })
+            }),
+            true,
+        )
+        .reading_data(|dim| dim + 1),
+    ]
+}
+
+/// Returns the indicators of sets, and separable functions restricted to a box.
+fn set_entries() -> Vec<Entry> {
+    vec![
+        // (ι_{‖·‖₁ ≤ r})* = r‖·‖∞.
+        Entry::new(
+            "l1 ball",
+            |_| Box::new(L1Ball::new(L1_BALL_RADIUS).unwrap()),
+            Some(|_| {
+                Box::new(|out, w, s, data| {
+                    per_column(out, w, data, |w, _, out| {
+                        prox_linf_bisection(w, s * L1_BALL_RADIUS, out)
+                    })
+                })
+            }),
+            false,
+        ),
+        // The conjugate of a box indicator is its support function.
+        Entry::new(
+            "box uniform",
+            |_| Box::new(BoxSet::uniform(BOX_LOWER, BOX_UPPER).unwrap()),
+            Some(|_| {
+                Box::new(|out, w, s, _| {
+                    faer::zip!(out, w).for_each(|faer::unzip!(o, w)| {
+                        *o = prox_interval_support(*w, s, BOX_LOWER, BOX_UPPER)
+                    })
+                })
+            }),
+            false,
+        ),
+        Entry::new(
+            "box per entry with infinite bounds",
+            |dim| {
+                let (lower, upper) = box_bounds(dim);
+                Box::new(BoxSet::new(lower, upper).unwrap())
+            },
+            Some(|dim| {
+                let (lower, upper) = box_bounds(dim);
+                Box::new(move |out, w, s, data| {
+                    per_column(out, w, data, |w, _, out| {
+                        for i in 0..w.len() {
+                            out[i] = prox_interval_support(w[i], s, lower[i], upper[i]);
+                        }
+                    })
+                })
+            }),
+            false,
+        ),
+        // The conjugate of the support function is the box indicator again.
+        Entry::new(
+            "conjugate box per entry",
+            |dim| {
+                let (lower, upper) = box_bounds(dim);
+                Box::new(Conjugate::new(BoxSet::new(lower, upper).unwrap()))
+            },
+            Some(|dim| {
+                let (lower, upper) = box_bounds(dim);
+                Box::new(move |out, w, _, data| {
+                    per_column(out, w, data, |w, _, out| {
+                        for i in 0..w.len() {
+                            out[i] = w[i].clamp(lower[i], upper[i]);
+                        }
+                    })
+                })
+            }),
+            false,
+        )
+        .without_value()
+        .cancelling(),
+        // The conjugate of the nonnegative orthant's indicator is the
+        // indicator of the nonpositive orthant.
+        Entry::new(
+            "nonnegative",
+            |_| Box::new(Nonnegative),
+            Some(|_| {
+                Box::new(|out, w, _, _| faer::zip!(out, w).for_each(|faer::unzip!(o, w)| *o = w.min(0.0)))
+            }),
+            false,
+        ),
+        // (ι_{‖x − c‖₂ ≤ r})*(y) = ⟨c, y⟩ + r‖y‖₂, whose prox is block
+        // soft-thresholding of u − s c at s r. In one dimension the
+        // projection of an outside point is the constant c ± r, computed as
+        // c + (r/|v − c|)(v − c), which cancels.
+        Entry::new(
+            "l2 ball",
+            |_| Box::new(L2Ball::new(L2_BALL_RADIUS).unwrap()),
+            Some(|_| {
+                Box::new(|out, w, s, data| {
+                    per_column(out, w, data, |w, _, out| shrink_l2(w, s * L2_BALL_RADIUS, out))
+                })
+            }),
+            false,
+        )
+        .cancelling(),
+        Entry::new(
+            "l2 ball with center",
+            |dim| Box::new(L2Ball::with_center(point(dim), L2_BALL_RADIUS).unwrap()),
+            Some(|dim| {
+                let c = point(dim);
+                Box::new(move |out, w, s, data| {
+                    per_column(out, w, data, |w, _, out| {
+                        let moved: Vec<f64> = w.iter().zip(&c).map(|(wi, ci)| wi - s * ci).collect();
+                        shrink_l2(&moved, s * L2_BALL_RADIUS, out);
+                    })
+                })
+            }),
+            false,
+        )
+        .cancelling(),
+        // (ι_{‖·‖∞ ≤ r})* = r‖·‖₁: soft-thresholding at s r.
+        Entry::new(
+            "linf ball",
+            |_| Box::new(LinfBall::new(LINF_BALL_RADIUS).unwrap()),
+            Some(|_| {
+                Box::new(|out, w, s, _| {
+                    faer::zip!(out, w)
+                        .for_each(|faer::unzip!(o, w)| *o = soft_threshold(*w, s * LINF_BALL_RADIUS))
+                })
+            }),
+            false,
+        ),
+        // For dim = 1 the set is one point, whose projection v − u(cv − b)
+        // cancels to a constant.
+        Entry::new(
+            "affine set fixed",
+            |dim| {
+                let c = constraint_matrix(dim);
+                Box::new(AffineSet::new(c.as_ref(), constraint_rhs(dim)).unwrap())
+            },
+            Some(|dim| affine_conjugate(dim, true)),
+            false,
+        )
+        .cancelling(),
+        Entry::new(
+            "affine set from data",
+            |dim| Box::new(AffineSet::from_data(constraint_matrix(dim).as_ref()).unwrap()),
+            Some(|dim| affine_conjugate(dim, false)),
+            false,
+        )
+        .reading_data(constraint_rows)
+        .cancelling(),
+        Entry::new(
+            "boxed l1",
+            |dim| {
+                let (lower, upper) = constrained_bounds(dim);
+                Box::new(BoxConstrained::new(L1Norm::new(BOXED_L1_WEIGHT).unwrap(), lower, upper).unwrap())
+            },
+            Some(|dim| {
+                let (lower, upper) = constrained_bounds(dim);
+                Box::new(move |out, w, s, data| {
+                    per_column(out, w, data, |w, _, out| {
+                        for i in 0..w.len() {
+                            out[i] = prox_conjugate_boxed_l1(w[i], s, BOXED_L1_WEIGHT, lower[i], upper[i]);
+                        }
+                    })
+                })
+            }),
+            false,
+        ),
+        Entry::new(
+            "boxed squared l2",
+            |dim| {
+                let (lower, upper) = constrained_bounds(dim);
+                let inner = SquaredL2::new(BOXED_SQUARED_WEIGHT).unwrap();
+                Box::new(BoxConstrained::new(inner, lower, upper).unwrap())
+            },
+            Some(|dim| {
+                let (lower, upper) = constrained_bounds(dim);
+                Box::new(move |out, w, s, data| {
+                    per_column(out, w, data, |w, _, out| {
+                        for i in 0..w.len() {
+                            out[i] = prox_conjugate_boxed_squared(
+                                w[i],
+                                s,
+                                BOXED_SQUARED_WEIGHT,
+                                lower[i],
+                                upper[i],
+                            );
+                        }
+                    })
+                })
+            }),
+            false,
+        ),
+    ]
+}
+
 /// A random batch with entries of standard deviation 2, so thresholds and
 /// clips near 1 are crossed on both sides.
 fn batch(dim: usize, cols: usize, seed: u64) -> Mat<f64> {
@@ -583,6 +1146,146 @@ fn conjugate_of_simplex_is_prox_of_max() {
 }
 
 #[test]
+fn conjugate_of_one_point_box() {
+    // lower = upper = [2, 2] is the one-point set {(2, 2)}. Its conjugate is
+    // ⟨(2, 2), y⟩, whose prox at step 0.5 subtracts (1, 1): [1, −1] ↦ [0, −2].
+    let point_box = BoxSet::new(vec![2.0, 2.0], vec![2.0, 2.0]).unwrap();
+    let no_data = Mat::<f64>::zeros(0, 1);
+    let mut projected = Mat::zeros(2, 1);
+    point_box.prox(
+        projected.as_mut(),
+        mat![[-5.0], [7.0]].as_ref(),
+        1.0,
+        no_data.as_ref(),
+    );
+    assert_eq!(projected, mat![[2.0], [2.0]]);
+
+    let g = Conjugate::new(point_box);
+    let mut out = Mat::zeros(2, 1);
+    g.prox(out.as_mut(), mat![[1.0], [-1.0]].as_ref(), 0.5, no_data.as_ref());
+    assert_eq!(out, mat![[0.0], [-2.0]]);
+    assert_eq!(prox_interval_support(1.0, 0.5, 2.0, 2.0), 0.0);
+    assert_eq!(prox_interval_support(-1.0, 0.5, 2.0, 2.0), -2.0);
+}
+
+#[test]
+fn box_lower_above_upper_rejected() {
+    let err = BoxSet::new(vec![0.0, 3.0], vec![1.0, 2.0]).unwrap_err();
+    assert!(matches!(err, Error::InvalidParameter { .. }), "{err}");
+    assert!(err.to_string().contains("lower bound [1]"), "{err}");
+    let err = BoxSet::uniform(1.0, 0.5).unwrap_err();
+    assert!(matches!(err, Error::InvalidParameter { .. }), "{err}");
+}
+
+/// Returns the minimizer of a convex `f` on `[low, high]` by golden-section
+/// search. Comparing values of `f` near its minimum locates the minimizer to
+/// about `√ε` relative, not to `ε`.
+fn minimize_convex(f: impl Fn(f64) -> f64, mut low: f64, mut high: f64) -> f64 {
+    let ratio = 0.5 * (5f64.sqrt() - 1.0);
+    while high - low > 1e-13 * (1.0 + low.abs().max(high.abs())) {
+        let left = high - ratio * (high - low);
+        let right = low + ratio * (high - low);
+        if f(left) <= f(right) {
+            high = right;
+        } else {
+            low = left;
+        }
+    }
+    0.5 * (low + high)
+}
+
+#[test]
+fn scalar_conjugate_proxes_minimize() {
+    // Each closed form minimizes s·φ(y) + (y − w)²/2 with φ the conjugate
+    // written out directly, over an interval that contains its domain.
+    let inputs = [-3.1, -1.2, -0.7, -0.45, -0.1, 0.0, 0.2, 0.55, 0.9, 1.4, 2.6];
+    for s in [0.3, 1.0, 2.5] {
+        for &w in &inputs {
+            let check = |name: &str, expected: f64, phi: &dyn Fn(f64) -> f64, low: f64, high: f64| {
+                let found = minimize_convex(|y| s * phi(y) + 0.5 * (y - w) * (y - w), low, high);
+                assert!(
+                    (found - expected).abs() < 1e-6,
+                    "{name}, w = {w}, s = {s}: closed form {expected}, minimizer {found}"
+                );
+            };
+            let elastic = |y: f64| (y.abs() - ELASTIC_L1_WEIGHT).max(0.0).powi(2) / (2.0 * ELASTIC_L2_WEIGHT);
+            check(
+                "elastic net",
+                prox_conjugate_elastic_net(w, s),
+                &elastic,
+                -10.0,
+                10.0,
+            );
+            let huber = |y: f64| HUBER_DELTA * y * y / (2.0 * HUBER_WEIGHT);
+            check(
+                "huber",
+                prox_conjugate_huber(w, s),
+                &huber,
+                -HUBER_WEIGHT,
+                HUBER_WEIGHT,
+            );
+            for (lower, upper) in [(-1.0, 0.5), (0.3, 1.5), (-1.2, -0.2), (0.4, 0.4)] {
+                let support = |y: f64| (lower * y).max(upper * y);
+                check(
+                    "interval support",
+                    prox_interval_support(w, s, lower, upper),
+                    &support,
+                    -10.0,
+                    10.0,
+                );
+                let mu = BOXED_L1_WEIGHT;
+                let boxed_l1 = |y: f64| {
+                    let mut best = (lower * y - mu * lower.abs()).max(upper * y - mu * upper.abs());
+                    if lower < 0.0 && 0.0 < upper {
+                        best = best.max(0.0);
+                    }
+                    best
+                };
+                check(
+                    "boxed l1",
+                    prox_conjugate_boxed_l1(w, s, mu, lower, upper),
+                    &boxed_l1,
+                    -10.0,
+                    10.0,
+                );
+                let c = BOXED_SQUARED_WEIGHT;
+                let boxed_squared = |y: f64| {
+                    let x = (y / c).clamp(lower, upper);
+                    x * y - 0.5 * c * x * x
+                };
+                check(
+                    "boxed squared l2",
+                    prox_conjugate_boxed_squared(w, s, c, lower, upper),
+                    &boxed_squared,
+                    -10.0,
+                    10.0,
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn infinite_bound_conjugate_proxes() {
+    let inf = f64::INFINITY;
+    // σ of [−0.3, ∞) is −0.3y on y ≤ 0 and infinite beyond: w − s l below
+    // s l = −0.3 s, else 0.
+    assert_eq!(prox_interval_support(-1.0, 1.0, -0.3, inf), -0.7);
+    assert_eq!(prox_interval_support(5.0, 1.0, -0.3, inf), 0.0);
+    assert_eq!(prox_interval_support(-5.0, 1.0, -inf, inf), 0.0);
+    // μ|x| on (−∞, −0.2]: g*(y) = −0.2(y + μ) for y ≥ −μ and infinite below.
+    assert!((prox_conjugate_boxed_l1(-3.0, 1.0, 0.5, -inf, -0.2) + 0.5).abs() < 1e-15);
+    assert!((prox_conjugate_boxed_l1(1.0, 1.0, 0.5, -inf, -0.2) - 1.2).abs() < 1e-15);
+    // μ|x| on [−0.6, ∞): slope −0.6 below −μ, 0 on [−μ, μ], infinite above μ.
+    assert_eq!(prox_conjugate_boxed_l1(4.0, 1.0, 0.5, -0.6, inf), 0.5);
+    assert_eq!(prox_conjugate_boxed_l1(0.2, 1.0, 0.5, -0.6, inf), 0.2);
+    assert!((prox_conjugate_boxed_l1(-2.0, 1.0, 0.5, -0.6, inf) + 1.4).abs() < 1e-15);
+    // (c/2)x² on (−∞, −0.2]: t = w/(c + s); above −0.2 the slope is −0.2.
+    assert!((prox_conjugate_boxed_squared(1.0, 1.0, 0.7, -inf, -0.2) - 1.2).abs() < 1e-15);
+    assert!((prox_conjugate_boxed_squared(-3.4, 1.0, 0.7, -inf, -0.2) + 1.4).abs() < 1e-15);
+}
+
+#[test]
 fn independent_references_are_correct() {
     // prox of s·max at w = [3, 1, 0], s = 1: t = 2, so [2, 1, 0].
     let mut out = [0.0; 3];
@@ -607,4 +1310,61 @@ fn independent_references_are_correct() {
         vec![3, 2, 2]
     );
     assert_eq!(ranges(1), vec![0..1]);
+
+    // Projection onto the ℓ1 ball of radius 1: τ = (2 + 1.5 − 1)/2 = 1.25.
+    project_l1_ball_sorted(&[2.0, -1.5, 0.5], 1.0, &mut out);
+    assert!(
+        (out[0] - 0.75).abs() < 1e-15 && (out[1] + 0.25).abs() < 1e-15 && out[2] == 0.0,
+        "{out:?}"
+    );
+    // Prox of ‖·‖∞ at [3, −2.5, 0.5]: τ = 2.25 gives Σ (|w_i| − τ)₊ = 1.
+    prox_linf_bisection(&[3.0, -2.5, 0.5], 1.0, &mut out);
+    assert!(
+        (out[0] - 2.25).abs() < 1e-14 && (out[1] + 2.25).abs() < 1e-14 && out[2] == 0.5,
+        "{out:?}"
+    );
+    prox_linf_bisection(&[0.5, -0.3, 0.1], 1.0, &mut out);
+    assert_eq!(out, [0.0; 3]);
+    // The two are Moreau complements: w = P_{‖·‖₁ ≤ t}(w) + prox_{t‖·‖∞}(w).
+    let w = [1.7, -0.4, 2.9, -2.2];
+    let (mut projected, mut shrunk) = ([0.0; 4], [0.0; 4]);
+    project_l1_ball_sorted(&w, 2.5, &mut projected);
+    prox_linf_bisection(&w, 2.5, &mut shrunk);
+    for i in 0..4 {
+        assert!(
+            (projected[i] + shrunk[i] - w[i]).abs() < 1e-14,
+            "{projected:?} {shrunk:?}"
+        );
+    }
+    // The ℓ2 ball and block soft-thresholding at [3, 4] with radius 1.
+    let mut pair = [0.0; 2];
+    project_l2_ball(&[3.0, 4.0], 1.0, &mut pair);
+    assert!(
+        (pair[0] - 0.6).abs() < 1e-15 && (pair[1] - 0.8).abs() < 1e-15,
+        "{pair:?}"
+    );
+    shrink_l2(&[3.0, 4.0], 1.0, &mut pair);
+    assert!(
+        (pair[0] - 2.4).abs() < 1e-15 && (pair[1] - 3.2).abs() < 1e-15,
+        "{pair:?}"
+    );
+    // |·| as a piecewise-linear function, and the indicator of [−1, 1].
+    assert_eq!(prox_piecewise_linear(3.0, 0.5, &[0.0], &[-1.0, 1.0]), 2.5);
+    assert_eq!(prox_piecewise_linear(0.2, 0.5, &[0.0], &[-1.0, 1.0]), 0.0);
+    let inf = f64::INFINITY;
+    assert_eq!(
+        prox_piecewise_linear(3.0, 0.5, &[-1.0, 1.0], &[-inf, 0.0, inf]),
+        1.0
+    );
+    assert_eq!(
+        prox_piecewise_linear(0.3, 0.5, &[-1.0, 1.0], &[-inf, 0.0, inf]),
+        0.3
+    );
+    // Every constraint matrix of the table has full row rank and is well
+    // conditioned.
+    for dim in 1..8 {
+        let singular_values = constraint_matrix(dim).singular_values().unwrap();
+        let condition = singular_values[0] / singular_values[constraint_rows(dim) - 1];
+        assert!(condition < 100.0, "dim {dim}: condition number {condition}");
+    }
 }
