@@ -202,13 +202,7 @@ fn try_labels(
                 sub >= -tol
             }
             1 => {
-                let sub = if xi > 0.0 {
-                    gi + mu
-                } else if xi < 0.0 {
-                    gi - mu
-                } else {
-                    gi - mu
-                };
+                let sub = if xi > 0.0 { gi + mu } else { gi - mu };
                 sub <= tol
             }
             2 => gi.abs() <= mu + tol,
