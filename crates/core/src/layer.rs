@@ -482,8 +482,11 @@ fn iterate_block<T: Scalar, Alg: Splitting<Real = T>>(
                 Some(status) => {
                     report.status = status;
                     out.rb_mut().col_mut(order[j]).copy_from(z.col(j));
+                    // The swapped-in column is checked next at index j, so
+                    // its previous iterate in z_next moves with it.
                     let last = active - 1;
                     swap_cols(z.as_mut(), j, last);
+                    swap_cols(z_next.as_mut(), j, last);
                     swap_cols(data_work.as_mut(), j, last);
                     order.swap(j, last);
                     active -= 1;
