@@ -1,32 +1,31 @@
-//! The forward iteration loop does not allocate: a forward pass makes the
-//! same number of heap allocations whatever its iteration count. The test
-//! binary counts allocations with a wrapping global allocator, on the test's
-//! own thread only, because the test harness allocates on its main thread
-//! at moments that vary from run to run.
+//! The forward iteration loop does not allocate, with or without Anderson
+//! acceleration: a forward pass makes the same number of heap allocations
+//! whatever its iteration count. The test
+//! binary counts allocations with a wrapping global allocator, per thread,
+//! because the test harness allocates on its main thread at moments that
+//! vary from run to run and the tests run in parallel.
 
 mod common;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::{sparse_model, unit_column_matrix};
-use optlayer::{FixedPointJfb, ForwardOptions, Gradients, OptLayer, mse_loss};
+use optlayer::{AndersonOptions, FixedPointJfb, ForwardOptions, Gradients, OptLayer, mse_loss};
 use optlayer_testing::random::gaussian;
 
 struct CountingAllocator;
 
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
 thread_local! {
-    // A const-initialized Cell needs no allocation and no destructor, so the
-    // allocator can read it.
+    // Const-initialized Cells need no allocation and no destructor, so the
+    // allocator can use them.
     static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
 }
 
 fn count_one() {
     if COUNTING.with(Cell::get) {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        ALLOCATIONS.with(|count| count.set(count.get() + 1));
     }
 }
 
@@ -50,11 +49,11 @@ unsafe impl GlobalAlloc for CountingAllocator {
 static GLOBAL: CountingAllocator = CountingAllocator;
 
 fn allocations_during(f: impl FnOnce()) -> usize {
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = ALLOCATIONS.with(Cell::get);
     COUNTING.with(|c| c.set(true));
     f();
     COUNTING.with(|c| c.set(false));
-    ALLOCATIONS.load(Ordering::Relaxed) - before
+    ALLOCATIONS.with(Cell::get) - before
 }
 
 #[test]
@@ -78,6 +77,53 @@ fn forward_allocations_independent_of_iterations() {
         counts.push(allocations_during(|| {
             let forward = layer.forward_with(data.as_ref(), &options).unwrap();
             assert_eq!(forward.samples[0].iterations, iterations);
+            layer
+                .jfb_gradient(
+                    &forward,
+                    data.as_ref(),
+                    &mut |x, g| mse_loss(x, target.as_ref(), g),
+                    &mut grads,
+                )
+                .unwrap();
+        }));
+    }
+    assert!(counts[0] > 0);
+    assert_eq!(
+        counts[0], counts[1],
+        "allocations at 10 and 100 iterations: {counts:?}"
+    );
+    assert_eq!(
+        counts[1], counts[2],
+        "allocations at 100 and 1,000 iterations: {counts:?}"
+    );
+}
+
+#[test]
+fn accelerated_forward_allocations_independent_of_iterations() {
+    let (m, n) = (20, 40);
+    let a = unit_column_matrix(m, n, 5);
+    let data = &a * gaussian(n, 16, 6);
+    let target = gaussian(n, 16, 7);
+    let layer = OptLayer::new(
+        sparse_model::<f64>(&gaussian(n, n, 8), &a, true),
+        ForwardOptions::new(10, 0.0),
+    )
+    .unwrap();
+    let mut grads = Gradients::zeros_for(&layer);
+
+    // rtol = 0 and atol = 0 run every sample to the iteration limit, with
+    // accepted and rejected candidates along the way.
+    let mut counts = Vec::new();
+    for iterations in [10, 100, 1_000] {
+        let options = ForwardOptions::new(iterations, 0.0).with_anderson(AndersonOptions::default());
+        counts.push(allocations_during(|| {
+            let forward = layer.forward_with(data.as_ref(), &options).unwrap();
+            assert_eq!(forward.samples[0].iterations, iterations);
+            let totals = forward.anderson_totals().unwrap();
+            assert!(totals.accepted > 0, "{totals:?}");
+            if iterations == 1_000 {
+                assert!(totals.rejected > 0, "{totals:?}");
+            }
             layer
                 .jfb_gradient(
                     &forward,

@@ -279,6 +279,26 @@ fn iteration_limit_reported_with_residual() {
 }
 
 #[test]
+fn swapped_column_reports_its_own_residual() {
+    // Sample 0 starts at its fixed point 2 (d = 0.5) and stops at step 1;
+    // sample 1 (d = 0.25) is then swapped into column 0 and checked there.
+    // Its residual is |T(3) − 3| = |1.75 − 3| = 1.25, not the distance
+    // 0.25 from sample 0's previous state.
+    let layer = OptLayer::new(AffineMap, ForwardOptions::new(1, 1e-12)).unwrap();
+    let result = layer
+        .forward_from(
+            mat![[0.5, 0.25]].as_ref(),
+            mat![[2.0, 3.0]].as_ref(),
+            layer.options(),
+        )
+        .unwrap();
+    assert_eq!(result.samples[0].status, Status::Converged);
+    assert_eq!(result.samples[1].status, Status::IterationLimit);
+    assert_eq!(result.samples[1].residual, 1.25);
+    assert_eq!(result.x[(0, 1)], 1.75);
+}
+
+#[test]
 fn fixed_step_rule_rejects_unsafe_beta() {
     let n = 3;
     let a = mat![[1.0, 1.0, 1.0]];

@@ -4,6 +4,7 @@ use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::prelude::ReborrowMut;
 use faer::{Mat, MatMut, MatRef, Par};
 
+use crate::anderson::{self, AndersonOptions, AndersonReport};
 use crate::columns::swap_cols;
 use crate::validate::{check_finite, check_nonempty, check_nonnegative, check_rows, check_shape};
 use crate::{
@@ -22,6 +23,9 @@ pub struct ForwardOptions {
     /// Number of threads. The batch is split into this many column blocks,
     /// each iterated on its own thread. 1 runs on the calling thread.
     pub threads: usize,
+    /// Anderson acceleration of the iteration. `None`, the default, runs
+    /// the plain iteration `z⁺ = T(z)`.
+    pub anderson: Option<AndersonOptions>,
 }
 
 impl Default for ForwardOptions {
@@ -31,6 +35,7 @@ impl Default for ForwardOptions {
             rtol: 1e-6,
             atol: 0.0,
             threads: 1,
+            anderson: None,
         }
     }
 }
@@ -57,6 +62,12 @@ impl ForwardOptions {
         self
     }
 
+    /// Enables Anderson acceleration with the given settings.
+    pub fn with_anderson(mut self, anderson: AndersonOptions) -> Self {
+        self.anderson = Some(anderson);
+        self
+    }
+
     /// Checks every setting.
     ///
     /// # Errors
@@ -78,6 +89,9 @@ impl ForwardOptions {
         }
         check_nonnegative("rtol", self.rtol)?;
         check_nonnegative("atol", self.atol)?;
+        if let Some(anderson) = &self.anderson {
+            anderson.validate()?;
+        }
         Ok(())
     }
 }
@@ -107,9 +121,11 @@ impl Status {
 /// The outcome of a forward pass for one sample.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SampleReport<T> {
-    /// Steps applied.
+    /// Steps applied, including evaluations at rejected Anderson candidates.
     pub iterations: usize,
-    /// Fixed-point residual `‖z_k − z_{k−1}‖` of the last step.
+    /// Fixed-point residual `‖T(z) − z‖` of the step that produced the
+    /// returned state `T(z)`. For the plain iteration it is `‖z_k − z_{k−1}‖`
+    /// of the last step.
     pub residual: T,
     /// The residual divided by `‖z_k‖` (zero when both are zero, infinite when
     /// only the state is zero).
@@ -120,6 +136,9 @@ pub struct SampleReport<T> {
     /// [`Splitting::constraint_residual`]; `None` when the model has no
     /// constraints the scheme measures.
     pub constraint_residual: Option<T>,
+    /// Accepted and rejected accelerated steps, or `None` when the pass ran
+    /// without Anderson acceleration.
+    pub anderson: Option<AndersonReport>,
 }
 
 /// The result of a forward pass on a batch.
@@ -165,6 +184,18 @@ impl<T: Scalar> ForwardResult<T> {
             .count()
     }
 
+    /// Returns the accepted and rejected accelerated steps summed over the
+    /// batch, or `None` when the pass ran without Anderson acceleration.
+    pub fn anderson_totals(&self) -> Option<AndersonReport> {
+        self.options.anderson?;
+        let mut totals = AndersonReport::default();
+        for report in self.samples.iter().filter_map(|s| s.anderson) {
+            totals.accepted += report.accepted;
+            totals.rejected += report.rejected;
+        }
+        Some(totals)
+    }
+
     /// Returns the mean number of steps over the batch.
     pub fn mean_iterations(&self) -> f64 {
         let total: usize = self.samples.iter().map(|s| s.iterations).sum();
@@ -192,6 +223,8 @@ impl<T: Scalar> ForwardResult<T> {
 /// two state buffers and records nothing else, so its memory does not grow
 /// with the iteration count. Samples that converge, or whose state becomes
 /// non-finite, stop costing work: their columns leave the active block.
+/// [`ForwardOptions::with_anderson`] adds Anderson acceleration with a fixed
+/// history per sample, and the stopping rule stays the same.
 ///
 /// Gradients come from [`FixedPointJfb`](crate::FixedPointJfb).
 #[derive(Debug)]
@@ -354,7 +387,7 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
         let mut samples = Vec::with_capacity(batch);
 
         if chunks <= 1 {
-            samples = iterate_block(
+            samples = iterate_any(
                 &self.splitting,
                 state.as_ref(),
                 data,
@@ -374,7 +407,7 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
                         let d = data.subcols(start, end - start);
                         scope.spawn(move || {
                             let mut out = Mat::zeros(z0.nrows(), z0.ncols());
-                            let reports = iterate_block(splitting, z0, d, options, out.as_mut());
+                            let reports = iterate_any(splitting, z0, d, options, out.as_mut());
                             (out, reports)
                         })
                     })
@@ -415,6 +448,21 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
     }
 }
 
+/// Iterates one block of columns with the plain or the accelerated loop, as
+/// `options` selects.
+fn iterate_any<T: Scalar, Alg: Splitting<Real = T>>(
+    splitting: &Alg,
+    initial_state: MatRef<'_, T>,
+    data: MatRef<'_, T>,
+    options: &ForwardOptions,
+    out: MatMut<'_, T>,
+) -> Vec<SampleReport<T>> {
+    match &options.anderson {
+        None => iterate_block(splitting, initial_state, data, options, out),
+        Some(settings) => anderson::iterate_block(splitting, initial_state, data, options, settings, out),
+    }
+}
+
 /// Iterates one block of columns to convergence and writes the final states
 /// into `out` (`state_dim x b`). Returns one report per column.
 ///
@@ -441,6 +489,7 @@ fn iterate_block<T: Scalar, Alg: Splitting<Real = T>>(
             relative_residual: T::nan(),
             status: Status::IterationLimit,
             constraint_residual: None,
+            anderson: None,
         };
         batch
     ];
@@ -482,8 +531,11 @@ fn iterate_block<T: Scalar, Alg: Splitting<Real = T>>(
                 Some(status) => {
                     report.status = status;
                     out.rb_mut().col_mut(order[j]).copy_from(z.col(j));
+                    // The swapped-in column is checked next at index j, so
+                    // its previous iterate in z_next moves with it.
                     let last = active - 1;
                     swap_cols(z.as_mut(), j, last);
+                    swap_cols(z_next.as_mut(), j, last);
                     swap_cols(data_work.as_mut(), j, last);
                     order.swap(j, last);
                     active -= 1;
@@ -499,7 +551,7 @@ fn iterate_block<T: Scalar, Alg: Splitting<Real = T>>(
     reports
 }
 
-fn relative<T: Scalar>(residual: T, scale: T) -> T {
+pub(crate) fn relative<T: Scalar>(residual: T, scale: T) -> T {
     if scale > T::zero() {
         residual / scale
     } else if residual == T::zero() {

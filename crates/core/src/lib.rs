@@ -17,6 +17,7 @@
 //! Batches are faer matrices whose columns are samples. Everything is generic
 //! over the [`Scalar`] types `f32` and `f64`.
 
+mod anderson;
 pub mod audit;
 pub mod backward;
 pub mod columns;
@@ -31,6 +32,7 @@ mod smooth;
 mod splitting;
 pub mod validate;
 
+pub use anderson::{AndersonOptions, AndersonReport, MAX_ANDERSON_MEMORY};
 pub use audit::{AuditOptions, AuditRow, GradientAudit};
 pub use backward::{
     AdjointReport, AdjointSolver, ContractionEstimate, GradientMode, GradientOutput, ImplicitOptions,
