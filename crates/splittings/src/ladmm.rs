@@ -179,7 +179,7 @@ impl<T: Scalar> LinearizedAdmm<T> {
     /// and data batches of `data_dim` rows, using the default [`StepRule`].
     ///
     /// # Errors
-    /// - `blocks` is empty, or two parameters share a name;
+    /// - `primal_dim` is zero, `blocks` is empty, or two parameters share a name;
     /// - an operator's input dimension is not `primal_dim`;
     /// - a prox is defined on another dimension than its operator's output,
     ///   or reads more data rows than `data_dim`;
@@ -351,6 +351,12 @@ impl<T: Scalar> LinearizedAdmm<T> {
 }
 
 fn validate_blocks<T: Scalar>(primal_dim: usize, data_dim: usize, blocks: &[Block<T>]) -> Result<()> {
+    if primal_dim == 0 {
+        return Err(Error::Empty {
+            what: "primal dimension of linearized ADMM".into(),
+            fix: "pass primal_dim >= 1".into(),
+        });
+    }
     if blocks.is_empty() {
         return Err(Error::Empty {
             what: "block list of linearized ADMM".into(),

@@ -202,3 +202,21 @@ fn step_vjp_parts_agree_with_joint_call() {
     assert_eq!(grads[0], grads_joint[0]);
     assert!(grads[0].norm_l2() > 0.0);
 }
+
+#[test]
+fn zero_primal_dimension_rejected() {
+    let blocks = vec![Block::new(
+        optlayer_ops::Identity::new(0),
+        L1Norm::new(1.0).unwrap(),
+    )];
+    let steps = LadmmSteps {
+        alpha: 0.5,
+        beta: 0.5,
+        lambda: 1.0,
+    };
+    let error = LinearizedAdmm::<f64>::new(0, 0, blocks, steps)
+        .map(|_| ())
+        .unwrap_err();
+    assert!(matches!(error, optlayer_core::Error::Empty { .. }), "{error}");
+    assert!(error.to_string().contains("primal dimension"), "{error}");
+}

@@ -51,7 +51,7 @@ use std::fmt;
 
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::{Mat, MatRef, Par};
-use optlayer_core::{ForwardOptions, OptLayer, Result, Scalar, Splitting};
+use optlayer_core::{Error, ForwardOptions, OptLayer, Result, Scalar, Splitting};
 
 use crate::fd::{FdOptions, GradientCheck, check_step_vjp_params, check_step_vjp_state};
 use crate::random::gaussian;
@@ -223,13 +223,20 @@ impl fmt::Display for Report {
 /// Runs the conformance checks on one scheme, built in `f64` and `f32`.
 ///
 /// # Errors
-/// When the layer rejects the scheme or the data (shape mismatch, non-finite
-/// data). Failed checks are not errors: they are rows of the report.
+/// - [`Error::ShapeMismatch`] when the reference does not have one row per
+///   primal entry and one column per data column, or when the `f32` build
+///   differs from the `f64` one in a dimension or a parameter shape;
+/// - when the layer rejects the scheme or the data (shape mismatch,
+///   non-finite data).
+///
+/// Failed checks are not errors: they are rows of the report.
 pub fn run<S64, S32>(s64: S64, s32: S32, case: &Case<'_>, tol: &Tolerances) -> Result<Report>
 where
     S64: Splitting<Real = f64>,
     S32: Splitting<Real = f32>,
 {
+    check_case_shape(&s64, case)?;
+    check_same_build(&s64, &s32)?;
     let mut report = Report {
         scheme: s64.name().to_string(),
         case: case.name.clone(),
@@ -330,6 +337,58 @@ where
         "largest relative difference over the state and parameter products".into(),
     );
     Ok(report)
+}
+
+/// Checks that the reference has one row per primal entry and one column
+/// per sample of the data batch.
+fn check_case_shape<S: Splitting>(s: &S, case: &Case<'_>) -> Result<()> {
+    let (rows, cols) = case.reference.shape();
+    if rows != s.primal_dim() || cols != case.data.ncols() {
+        return Err(Error::ShapeMismatch {
+            what: format!("reference solution of case '{}'", case.name),
+            expected: format!(
+                "{} rows (the primal dimension of {}) and {} columns (one per data column)",
+                s.primal_dim(),
+                s.name(),
+                case.data.ncols()
+            ),
+            found: format!("{rows} x {cols}"),
+        });
+    }
+    Ok(())
+}
+
+/// Checks that the `f32` build has the dimensions and parameter shapes of
+/// the `f64` build, so their vector-Jacobian products compare entry by entry.
+fn check_same_build<S64, S32>(s64: &S64, s32: &S32) -> Result<()>
+where
+    S64: Splitting<Real = f64>,
+    S32: Splitting<Real = f32>,
+{
+    let expected = describe_shapes(s64);
+    let found = describe_shapes(s32);
+    if expected != found {
+        return Err(Error::ShapeMismatch {
+            what: format!("f32 build of {}", s32.name()),
+            expected: format!("the shapes of the f64 build: {expected}"),
+            found,
+        });
+    }
+    Ok(())
+}
+
+/// Returns the dimensions and parameter shapes of a scheme as text.
+fn describe_shapes<S: Splitting>(s: &S) -> String {
+    let params: Vec<(usize, usize)> = (0..s.param_count())
+        .map(|i| s.param_info(i))
+        .map(|p| (p.nrows, p.ncols))
+        .collect();
+    format!(
+        "primal dimension {}, data dimension {}, state dimension {}, parameter shapes {params:?}",
+        s.primal_dim(),
+        s.data_dim(),
+        s.state_dim()
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -462,4 +521,111 @@ fn relative_difference(a: MatRef<'_, f64>, b: MatRef<'_, f64>) -> f64 {
 /// Casts a matrix between scalar types.
 pub fn cast<U: Scalar>(m: MatRef<'_, impl Scalar>) -> Mat<U> {
     Mat::from_fn(m.nrows(), m.ncols(), |i, j| U::lit(m[(i, j)].to_f64_lossless()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faer::mat;
+    use optlayer_ops::{Dense, IndicatorPoint, L1Norm};
+    use optlayer_splittings::{Block, LadmmSteps, LinearizedAdmm};
+
+    /// Returns min ‖x‖₁ s.t. x₁ + 2x₂ + … + n·x_n = d, with one data row.
+    fn build_dim<T: Scalar>(n: usize) -> LinearizedAdmm<T> {
+        let a = Mat::from_fn(1, n, |_, j| T::from_usize(j + 1).unwrap());
+        let blocks = vec![
+            Block::new(
+                Dense::new(Mat::identity(n, n)).unwrap(),
+                L1Norm::new(T::one()).unwrap(),
+            ),
+            Block::new(Dense::new(a).unwrap(), IndicatorPoint::from_data(0, 1).unwrap()),
+        ];
+        let steps = LadmmSteps {
+            alpha: 0.5,
+            beta: 0.3,
+            lambda: 1.0,
+        };
+        LinearizedAdmm::new(n, 1, blocks, steps).unwrap()
+    }
+
+    /// Returns the problem with primal dimension 2, whose solution is x = (0, d/2).
+    fn build<T: Scalar>() -> LinearizedAdmm<T> {
+        build_dim(2)
+    }
+
+    fn feasibility(x: MatRef<'_, f64>, d: MatRef<'_, f64>) -> Vec<f64> {
+        (0..x.ncols())
+            .map(|j| (x[(0, j)] + 2.0 * x[(1, j)] - d[(0, j)]).abs())
+            .collect()
+    }
+
+    fn run_with(data: MatRef<'_, f64>, reference: MatRef<'_, f64>) -> Result<Report> {
+        let case = Case::new("shape check", data, reference, &feasibility);
+        run(build::<f64>(), build::<f32>(), &case, &Tolerances::default())
+    }
+
+    #[test]
+    fn reference_with_wrong_rows_rejected() {
+        let data = mat![[1.0, -3.0]];
+        let reference = mat![[0.5, -1.5]];
+        let err = run_with(data.as_ref(), reference.as_ref()).unwrap_err();
+        let Error::ShapeMismatch {
+            what,
+            expected,
+            found,
+        } = &err
+        else {
+            panic!("expected ShapeMismatch, got {err}");
+        };
+        assert!(what.contains("reference"), "{err}");
+        assert!(expected.contains("2 rows"), "{err}");
+        assert!(found.contains("1 x 2"), "{err}");
+    }
+
+    #[test]
+    fn reference_with_wrong_columns_rejected() {
+        let data = mat![[1.0, -3.0]];
+        let reference = mat![[0.0], [0.5]];
+        let err = run_with(data.as_ref(), reference.as_ref()).unwrap_err();
+        let Error::ShapeMismatch {
+            what,
+            expected,
+            found,
+        } = &err
+        else {
+            panic!("expected ShapeMismatch, got {err}");
+        };
+        assert!(what.contains("reference"), "{err}");
+        assert!(expected.contains("2 columns"), "{err}");
+        assert!(found.contains("2 x 1"), "{err}");
+    }
+
+    #[test]
+    fn data_with_wrong_rows_rejected() {
+        let data = mat![[1.0, -3.0], [0.0, 0.0]];
+        let reference = mat![[0.0, 0.0], [0.5, -1.5]];
+        let err = run_with(data.as_ref(), reference.as_ref()).unwrap_err();
+        assert!(matches!(err, Error::ShapeMismatch { .. }), "{err}");
+    }
+
+    #[test]
+    fn f32_build_with_other_shape_rejected() {
+        let data = mat![[1.0, -3.0]];
+        let reference = mat![[0.0, 0.0], [0.5, -1.5]];
+        let case = Case::new("shape check", data.as_ref(), reference.as_ref(), &feasibility);
+        let err = run(build::<f64>(), build_dim::<f32>(3), &case, &Tolerances::default()).unwrap_err();
+        let Error::ShapeMismatch { what, found, .. } = &err else {
+            panic!("expected ShapeMismatch, got {err}");
+        };
+        assert!(what.contains("f32 build"), "{err}");
+        assert!(found.contains("primal dimension 3"), "{err}");
+    }
+
+    #[test]
+    fn matching_shapes_pass() {
+        let data = mat![[1.0, -3.0]];
+        let reference = mat![[0.0, 0.0], [0.5, -1.5]];
+        let report = run_with(data.as_ref(), reference.as_ref()).unwrap();
+        assert!(report.passed(), "{report}");
+    }
 }

@@ -1,6 +1,8 @@
 use faer::{Mat, MatMut, MatRef};
 use optlayer_core::{Error, ParamInfo, Parameterized, Prox, Result, Scalar};
 
+use super::box_set::check_bounds;
+
 /// A separable function restricted to a box: `g(x) = f(x) + ι_{[l, u]}(x)`.
 ///
 /// For a separable `f = Σ_i f_i(x_i)` the prox acts on each entry alone, and
@@ -34,6 +36,9 @@ impl<T: Scalar> BoxConstrained<T> {
     /// `lower.len()`. Bounds may be infinite.
     ///
     /// # Errors
+    /// - `inner` is the indicator of a set ([`Prox::is_indicator`]): the
+    ///   clipped projection onto one set is not the projection onto the
+    ///   intersection with the box;
     /// - `inner` is not separable ([`Prox::is_separable`]), or has per-entry
     ///   parameters (a fixed [`Prox::dim`]): the same function must act on
     ///   every entry;
@@ -41,6 +46,16 @@ impl<T: Scalar> BoxConstrained<T> {
     /// - a bound is NaN, a lower bound is `+∞`, an upper bound is `−∞`, or
     ///   `lower[i] > upper[i]`.
     pub fn new(inner: impl Prox<T> + 'static, lower: Vec<T>, upper: Vec<T>) -> Result<Self> {
+        if inner.is_indicator() {
+            return Err(Error::InvalidModel {
+                what: "inner function of a box-constrained prox".into(),
+                reason: "it is the indicator of a set, and clipping its projection to the box does not \
+                         project onto the intersection; pass a single BoxSet with the combined bounds \
+                         for two boxes, or put the set and the box in separate terms of a splitting \
+                         (Davis–Yin or linearized ADMM)"
+                    .into(),
+            });
+        }
         if !inner.is_separable() {
             return Err(Error::InvalidModel {
                 what: "inner function of a box-constrained prox".into(),
@@ -66,13 +81,7 @@ impl<T: Scalar> BoxConstrained<T> {
             });
         }
         for (i, (&l, &u)) in lower.iter().zip(&upper).enumerate() {
-            if l.is_nan() || u.is_nan() || l == T::infinity() || u == T::neg_infinity() || l > u {
-                return Err(Error::InvalidParameter {
-                    name: format!("box bounds of entry {i} (lower {l}, upper {u})"),
-                    value: l.to_f64_lossless(),
-                    requirement: "lower ≤ upper, neither NaN, lower below +inf and upper above -inf".into(),
-                });
-            }
+            check_bounds(l, u, &format!(" [{i}]"))?;
         }
         Ok(Self {
             inner: Box::new(inner),
@@ -284,6 +293,51 @@ mod tests {
     }
 
     #[test]
+    fn rejects_indicator_inner() {
+        // Nonnegative clipped to [−3, −1] would return points outside both sets.
+        let err = BoxConstrained::new(crate::Nonnegative, vec![-3.0], vec![-1.0]).unwrap_err();
+        assert!(matches!(err, Error::InvalidModel { .. }), "{err}");
+        assert!(err.to_string().contains("indicator"), "{err}");
+        assert!(err.to_string().contains("BoxSet"), "{err}");
+        let boxed = crate::BoxSet::uniform(0.0, 1.0).unwrap();
+        assert!(matches!(
+            BoxConstrained::new(boxed, vec![-1.0; 2], vec![2.0; 2]),
+            Err(Error::InvalidModel { .. })
+        ));
+    }
+
+    #[test]
+    fn bound_errors_name_offending_bound() {
+        let l1 = || L1Norm::new(1.0).unwrap();
+        let cases: [(f64, f64, &str); 4] = [
+            (0.0, f64::NAN, "upper bound [1]"),
+            (f64::NAN, 1.0, "lower bound [1]"),
+            (f64::INFINITY, f64::INFINITY, "lower bound [1]"),
+            (-1.0, f64::NEG_INFINITY, "upper bound [1]"),
+        ];
+        for (lower, upper, name) in cases {
+            let err = BoxConstrained::new(l1(), vec![0.0, lower], vec![1.0, upper]).unwrap_err();
+            let Error::InvalidParameter { name: got, value, .. } = &err else {
+                panic!("expected InvalidParameter, got {err}");
+            };
+            assert_eq!(got, name, "{err}");
+            let offending = if name.starts_with("upper") { upper } else { lower };
+            assert!(
+                value == &offending || (value.is_nan() && offending.is_nan()),
+                "{err}"
+            );
+        }
+        // lower > upper reports the lower bound and names the upper one.
+        let err = BoxConstrained::new(l1(), vec![2.0], vec![1.0]).unwrap_err();
+        let Error::InvalidParameter { name, value, .. } = &err else {
+            panic!("expected InvalidParameter, got {err}");
+        };
+        assert_eq!(name, "lower bound [0]", "{err}");
+        assert!(err.to_string().contains("upper bound [0] = 1"), "{err}");
+        assert_eq!(*value, 2.0);
+    }
+
+    #[test]
     fn rejects_bad_input() {
         let l1 = || L1Norm::new(1.0).unwrap();
         assert!(BoxConstrained::new(l1(), vec![1.0], vec![0.0]).is_err());
@@ -300,6 +354,8 @@ mod tests {
             .is_err()
         );
         // A map that is not separable is rejected.
-        assert!(BoxConstrained::new(crate::Simplex, vec![0.0; 2], vec![1.0; 2]).is_err());
+        let err =
+            BoxConstrained::new(crate::L2Norm::new(1.0).unwrap(), vec![0.0; 2], vec![1.0; 2]).unwrap_err();
+        assert!(err.to_string().contains("not separable"), "{err}");
     }
 }

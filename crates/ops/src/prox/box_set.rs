@@ -27,7 +27,7 @@ enum Bounds<T> {
 }
 
 /// Checks one pair of bounds; `entry` names it in the error, e.g. " [3]".
-fn check_bounds<T: Scalar>(lower: T, upper: T, entry: &str) -> Result<()> {
+pub(crate) fn check_bounds<T: Scalar>(lower: T, upper: T, entry: &str) -> Result<()> {
     let invalid = |name: &str, value: T, requirement: String| Error::InvalidParameter {
         name: format!("{name}{entry}"),
         value: value.to_f64_lossless(),

@@ -19,6 +19,34 @@ pub enum PointSource<T> {
     Fixed(Vec<T>),
 }
 
+impl<T> PointSource<T> {
+    /// Creates the source of rows `offset..offset + len` of each sample's
+    /// data; `what` names the point in errors, e.g. "the point".
+    ///
+    /// # Errors
+    /// [`Error::Empty`] when `len` is zero, and [`Error::InvalidValue`] when
+    /// `offset + len` exceeds `usize::MAX`.
+    pub(crate) fn data_rows(what: &str, offset: usize, len: usize) -> Result<Self> {
+        if len == 0 {
+            return Err(Error::Empty {
+                what: format!("data rows of {what}"),
+                fix: "pass len of at least 1".into(),
+            });
+        }
+        if offset.checked_add(len).is_none() {
+            return Err(Error::InvalidValue {
+                name: format!("data rows of {what}"),
+                value: format!("offset {offset}, len {len}"),
+                requirement: format!(
+                    "the end row offset + len must not exceed {}; pass the index of the first data row to read",
+                    usize::MAX
+                ),
+            });
+        }
+        Ok(Self::Data { offset, len })
+    }
+}
+
 /// The indicator of a single point `{c}`: zero at `c`, infinite elsewhere.
 /// Its prox is the constant map `v ↦ c` for every `γ > 0`, and its
 /// vector-Jacobian product is zero.
@@ -31,16 +59,10 @@ impl<T: Scalar> IndicatorPoint<T> {
     /// Creates the indicator of rows `offset..offset + len` of each sample's data.
     ///
     /// # Errors
-    /// When `len` is zero.
+    /// When `len` is zero or `offset + len` exceeds `usize::MAX`.
     pub fn from_data(offset: usize, len: usize) -> Result<Self> {
-        if len == 0 {
-            return Err(Error::Empty {
-                what: "data rows of the point".into(),
-                fix: "pass len of at least 1".into(),
-            });
-        }
         Ok(Self {
-            source: PointSource::Data { offset, len },
+            source: PointSource::data_rows("the point", offset, len)?,
         })
     }
 

@@ -2,34 +2,88 @@ use faer::{MatMut, MatRef};
 use optlayer_core::validate::check_nonnegative;
 use optlayer_core::{Parameterized, Prox, Result, Scalar};
 
-/// Returns the threshold `τ > 0` of the projection of `v` (entries `v(i)`
-/// for `i < len`) onto the ℓ1 ball `{x : ‖x‖₁ ≤ radius}`, or `None` when
-/// `‖v‖₁ ≤ radius`, so that `v` is its own projection.
+/// The threshold `τ` of a projection onto an ℓ1 ball, stored relative to the
+/// largest magnitude `m = max_i |v_i|` of the column as `τ − m ≤ 0`.
+///
+/// Each `|v_i| − τ` is computed as `(|v_i| − m) − (τ − m)`. For the entries
+/// near `m`, the only ones that can stay in the support when the radius is
+/// small against `m`, both differences are small and exact or nearly so, so
+/// the radius is not rounded away: `[1e17, 1e17]` projects onto the unit
+/// ball as `[0.5, 0.5]`, where `|v_i| − τ` with `τ` itself rounded to a
+/// multiple of 16 would give `[0, 0]`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct L1Threshold<T> {
+    max_magnitude: T,
+    offset: T,
+}
+
+impl<T: Scalar> L1Threshold<T> {
+    /// Returns `|entry| − τ`, positive exactly on the support.
+    #[inline(always)]
+    pub(crate) fn excess(&self, entry: T) -> T {
+        (entry.abs() - self.max_magnitude) - self.offset
+    }
+
+    /// Returns `τ` itself.
+    pub(crate) fn value(&self) -> T {
+        self.max_magnitude + self.offset
+    }
+}
+
+/// Returns the threshold of the projection of `v` (entries `v(i)` for
+/// `i < len`) onto the ℓ1 ball `{x : ‖x‖₁ ≤ radius}`, or `None` when
+/// `‖v‖₁ ≤ radius` or `v` has a NaN entry, so that `v` is its own projection.
 ///
 /// The projection is `x_i = sign(v_i) · max(|v_i| − τ, 0)`, with `τ` the
-/// root of `Σ_i max(|v_i| − τ, 0) = radius`. Michelot's algorithm on `|v|`
-/// finds it without sorting or scratch memory: start from
-/// `τ = (‖v‖₁ − radius)/n`, a lower bound of the root, and repeat
-/// `τ = (Σ_{|v_i| > τ} |v_i| − radius)/|{i : |v_i| > τ}|`, which never
+/// root of `Σ_i max(|v_i| − τ, 0) = radius`. In the shifted magnitudes
+/// `u_i = |v_i| − m ≤ 0`, with `m = max_i |v_i|`, the offset `t = τ − m` is
+/// the root of `Σ_i max(u_i − t, 0) = radius`, the simplex threshold of `u`
+/// for the sum `radius`. Michelot's algorithm finds it without sorting or
+/// scratch memory: start from a lower bound of the root and repeat
+/// `t = (Σ_{u_i > t} u_i − radius)/|{i : u_i > t}|`, which never
 /// decreases, until it stops rising. Each pass that rises drops at least one
-/// entry from the set, so there are at most `n` passes.
-pub(crate) fn l1_ball_threshold<T: Scalar>(v: impl Fn(usize) -> T, len: usize, radius: T) -> Option<T> {
+/// entry from the set, so there are at most `n` passes. Both `−radius` (the
+/// largest entry alone already reaches the sum there) and
+/// `(Σ_i u_i − radius)/n` are lower bounds, and the start is the larger.
+///
+/// An infinite entry gives a NaN threshold, so the column becomes NaN.
+pub(crate) fn l1_ball_threshold<T: Scalar>(
+    v: impl Fn(usize) -> T,
+    len: usize,
+    radius: T,
+) -> Option<L1Threshold<T>> {
     let mut total = T::zero();
+    let mut max_magnitude = T::zero();
     for i in 0..len {
-        total += v(i).abs();
+        let magnitude = v(i).abs();
+        total += magnitude;
+        max_magnitude = max_magnitude.max(magnitude);
     }
     // NaN input returns None, so the identity passes the NaN through.
     if total.is_nan() || total <= radius {
         return None;
     }
-    let mut tau = (total - radius) / T::from_usize(len).unwrap_or_else(T::one);
+    if max_magnitude.is_infinite() {
+        return Some(L1Threshold {
+            max_magnitude,
+            offset: T::nan(),
+        });
+    }
+    let shifted = |i: usize| v(i).abs() - max_magnitude;
+    let mut shifted_sum = T::zero();
+    for i in 0..len {
+        shifted_sum += shifted(i);
+    }
+    let mean_bound = (shifted_sum - radius) / T::from_usize(len).unwrap_or_else(T::one);
+    // `max` ignores a mean bound of −∞ from an overflowing sum.
+    let mut offset = mean_bound.max(-radius);
     for _ in 0..len {
         let mut active_sum = T::zero();
         let mut active = 0usize;
         for i in 0..len {
-            let magnitude = v(i).abs();
-            if magnitude > tau {
-                active_sum += magnitude;
+            let value = shifted(i);
+            if value > offset {
+                active_sum += value;
                 active += 1;
             }
         }
@@ -37,14 +91,17 @@ pub(crate) fn l1_ball_threshold<T: Scalar>(v: impl Fn(usize) -> T, len: usize, r
             break;
         }
         let next = (active_sum - radius) / T::from_usize(active).unwrap_or_else(T::one);
-        // In exact arithmetic `next ≥ tau`; stopping at the first pass that
-        // does not rise also ends any oscillation from rounding.
-        if next <= tau {
+        // In exact arithmetic `next ≥ offset`; stopping at the first pass
+        // that does not rise also ends any oscillation from rounding.
+        if next <= offset {
             break;
         }
-        tau = next;
+        offset = next;
     }
-    Some(tau)
+    Some(L1Threshold {
+        max_magnitude,
+        offset,
+    })
 }
 
 /// The indicator of the ℓ1 ball `{x : ‖x‖₁ ≤ r}`; its prox is the
@@ -55,14 +112,19 @@ pub(crate) fn l1_ball_threshold<T: Scalar>(v: impl Fn(usize) -> T, len: usize, r
 /// that `‖x‖₁ = r` (Duchi, Shalev-Shwartz, Singer and Chandra, "Efficient
 /// projections onto the ℓ1-ball for learning in high dimensions", ICML
 /// 2008). `τ` is found by Michelot's algorithm on `|v|`, without sorting and
-/// without scratch memory, in at most `n` passes over the column.
+/// without scratch memory, in at most `n` passes over the column. It is
+/// computed relative to `m = max_i |v_i|`, and `|v_i| − τ` as
+/// `(|v_i| − m) − (τ − m)`, so entries such as `1e17` or `1e200` keep their
+/// share of a small radius. A NaN entry passes the column through unchanged,
+/// and an infinite entry makes it NaN.
 ///
 /// Derivative convention, used identically by the map and its
 /// vector-Jacobian product: inside the ball, `‖v‖₁ ≤ r` with the boundary
 /// included, the Jacobian is the identity. Outside it, the Jacobian on the
 /// support `S = {i : |v_i| > τ}` is `I − s sᵀ/|S|` with `s = sign(v_S)`, and
-/// zero outside the support. Entries with `|v_i| = τ` exactly count as
-/// outside the support.
+/// zero outside the support. The support is the set where the computed
+/// `(|v_i| − m) − (τ − m)` is positive, so entries where it is zero count as
+/// outside.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct L1Ball<T> {
     radius: T,
@@ -115,10 +177,12 @@ impl<T: Scalar> Prox<T> for L1Ball<T> {
                         out[(row, col)] = v[(row, col)];
                     }
                 }
-                Some(tau) => {
+                Some(threshold) => {
                     for row in 0..len {
                         let entry = v[(row, col)];
-                        let shrunk = (entry.abs() - tau).max(T::zero());
+                        let excess = threshold.excess(entry);
+                        // NaN fails the comparison and passes through.
+                        let shrunk = if excess <= T::zero() { T::zero() } else { excess };
                         out[(row, col)] = if entry < T::zero() { -shrunk } else { shrunk };
                     }
                 }
@@ -142,11 +206,11 @@ impl<T: Scalar> Prox<T> for L1Ball<T> {
                         v_bar[(row, col)] = cotangent[(row, col)];
                     }
                 }
-                Some(tau) => {
-                    let mean = support_signed_mean(v, cotangent, col, tau);
+                Some(threshold) => {
+                    let mean = support_signed_mean(v, cotangent, col, threshold);
                     for row in 0..len {
                         let entry = v[(row, col)];
-                        v_bar[(row, col)] = if entry.abs() > tau {
+                        v_bar[(row, col)] = if threshold.excess(entry) > T::zero() {
                             cotangent[(row, col)] - entry.signum() * mean
                         } else {
                             T::zero()
@@ -164,13 +228,13 @@ pub(crate) fn support_signed_mean<T: Scalar>(
     v: MatRef<'_, T>,
     cotangent: MatRef<'_, T>,
     col: usize,
-    tau: T,
+    threshold: L1Threshold<T>,
 ) -> T {
     let mut sum = T::zero();
     let mut count = 0usize;
     for row in 0..v.nrows() {
         let entry = v[(row, col)];
-        if entry.abs() > tau {
+        if threshold.excess(entry) > T::zero() {
             sum += entry.signum() * cotangent[(row, col)];
             count += 1;
         }
@@ -315,6 +379,51 @@ mod tests {
         let x = apply(&ball, &[3e200, -4e200], 1.0);
         assert!(x.iter().all(|xi| xi.is_finite()), "{x:?}");
         assert_eq!(value(&ball, &x), 0.0);
+    }
+
+    #[test]
+    fn large_entries_project_without_cancellation() {
+        let ball = L1Ball::new(1.0).unwrap();
+        // Equal magnitudes share the radius: τ = 1e17 − 0.5.
+        assert_eq!(apply(&ball, &[1e17, 1e17], 1.0), vec![0.5, 0.5]);
+        // Only the largest entry stays: τ = 3e200 − 1.
+        assert_eq!(apply(&ball, &[3e200, -1e200], 1.0), vec![1.0, 0.0]);
+        // The magnitudes differ by 16, more than the radius: τ = 1e17 + 15.
+        assert_eq!(apply(&ball, &[1e17 + 16.0, 1e17], 1.0), vec![1.0, 0.0]);
+        // Radius 24 keeps both: τ = 1e17 − 4, so [1e17 + 16, −1e17] ↦ [20, −4].
+        let ball = L1Ball::new(24.0).unwrap();
+        assert_eq!(apply(&ball, &[1e17 + 16.0, -1e17], 1.0), vec![20.0, -4.0]);
+        let ball = L1Ball::<f32>::new(1.0).unwrap();
+        let v = column::<f32>(&[1e10, -1e10]);
+        let mut x = Mat::<f32>::zeros(2, 1);
+        ball.prox(x.as_mut(), v.as_ref(), 1.0, no_data::<f32>(1).as_ref());
+        assert_eq!(x, column::<f32>(&[0.5, -0.5]));
+    }
+
+    #[test]
+    fn extreme_and_non_finite_entries() {
+        let ball = L1Ball::new(1.0).unwrap();
+        // The shifted magnitudes sum to −∞ here; the start −r keeps τ finite.
+        assert_eq!(apply(&ball, &[f64::MAX, 0.0, -0.5], 1.0), vec![1.0, 0.0, 0.0]);
+        // A NaN entry passes the column through; an infinite one makes it NaN.
+        let x = apply(&ball, &[f64::NAN, 3.0], 1.0);
+        assert!(x[0].is_nan(), "{x:?}");
+        assert_eq!(x[1], 3.0);
+        let x = apply(&ball, &[f64::INFINITY, 3.0], 1.0);
+        assert!(x.iter().all(|xi| xi.is_nan()), "{x:?}");
+    }
+
+    #[test]
+    fn large_entries_keep_support_in_vjp() {
+        let ball = L1Ball::new(1.0).unwrap();
+        // Support {0, 1} with equal signs: Jᵀ [1, 0] = [1 − 1/2, 0 − 1/2].
+        assert_eq!(vjp(&ball, &[1e17, 1e17], 1.0, &[1.0, 0.0]), vec![0.5, -0.5]);
+        // Support {0, 1} with signs [+, −]: ⟨s, c⟩/2 = −1/2, so Jᵀ [1, 2] = [1 + 1/2, 2 − 1/2].
+        let ball = L1Ball::new(24.0).unwrap();
+        assert_eq!(
+            vjp(&ball, &[1e17 + 16.0, -1e17], 1.0, &[1.0, 2.0]),
+            vec![1.5, 1.5]
+        );
     }
 
     #[test]

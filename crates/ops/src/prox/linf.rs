@@ -13,13 +13,17 @@ use super::l1_ball::{l1_ball_threshold, support_signed_mean};
 /// radius `t = γλ`, the map is computed as `v − P_{‖·‖₁ ≤ t}(v)` without
 /// dividing by `t`. With the threshold `τ` of that projection it clips every
 /// entry, `x_i = sign(v_i) · min(|v_i|, τ)`, and it is zero when `‖v‖₁ ≤ t`.
+/// The clipped set is decided as in [`L1Ball`](crate::L1Ball), relative to
+/// the largest magnitude, so entries such as `1e17` that share a small `t`
+/// are all clipped.
 ///
 /// Derivative convention, used identically by the map and its
 /// vector-Jacobian product: `I` minus the Jacobian of the ℓ1-ball projection
 /// (see [`L1Ball`](crate::L1Ball)). That is zero where `‖v‖₁ ≤ t`, the
 /// boundary included. Beyond it, with the clipped set `S = {i : |v_i| > τ}`
 /// and `s = sign(v_S)`, it is `s sᵀ/|S|` on `S` and the identity off `S`,
-/// where entries with `|v_i| = τ` count as off `S`. `t = 0` (the map is the
+/// where entries that the ℓ1-ball projection counts outside its support
+/// count as off `S`. `t = 0` (the map is the
 /// identity) has the identity Jacobian, also at `v = 0`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LinfNorm<T> {
@@ -69,9 +73,17 @@ impl<T: Scalar> Prox<T> for LinfNorm<T> {
                         out[(row, col)] = T::zero();
                     }
                 }
-                Some(tau) => {
+                Some(threshold) => {
+                    let tau = threshold.value();
                     for row in 0..len {
-                        out[(row, col)] = v[(row, col)].max(-tau).min(tau);
+                        let entry = v[(row, col)];
+                        out[(row, col)] = if threshold.excess(entry) <= T::zero() {
+                            entry
+                        } else if entry < T::zero() {
+                            -tau
+                        } else {
+                            tau
+                        };
                     }
                 }
             }
@@ -101,11 +113,11 @@ impl<T: Scalar> Prox<T> for LinfNorm<T> {
                         v_bar[(row, col)] = T::zero();
                     }
                 }
-                Some(tau) => {
-                    let mean = support_signed_mean(v, cotangent, col, tau);
+                Some(threshold) => {
+                    let mean = support_signed_mean(v, cotangent, col, threshold);
                     for row in 0..len {
                         let entry = v[(row, col)];
-                        v_bar[(row, col)] = if entry.abs() > tau {
+                        v_bar[(row, col)] = if threshold.excess(entry) > T::zero() {
                             entry.signum() * mean
                         } else {
                             cotangent[(row, col)]
@@ -226,6 +238,23 @@ mod tests {
             1e-14,
         );
         assert_eq!(value(&LinfNorm::new(1.0).unwrap(), &[3e200, -4e200]), 4e200);
+    }
+
+    #[test]
+    fn large_entries_keep_clipped_set() {
+        let prox = LinfNorm::new(1.0).unwrap();
+        // Both entries are clipped at τ = 1e17 − 0.5, so J = s sᵀ/2 and
+        // Jᵀ [1, 0] = [0.5, 0.5].
+        assert_eq!(vjp(&prox, &[1e17, 1e17], 1.0, &[1.0, 0.0]), vec![0.5, 0.5]);
+        // Signs [+, −]: Jᵀ [1, 0] = [0.5, −0.5].
+        assert_eq!(vjp(&prox, &[1e17, -1e17], 1.0, &[1.0, 0.0]), vec![0.5, -0.5]);
+        // γλ = 24 clips both entries at τ = 1e17 − 4, although their
+        // magnitudes differ by 16.
+        let prox = LinfNorm::new(12.0).unwrap();
+        assert_eq!(
+            vjp(&prox, &[1e17 + 16.0, -1e17], 2.0, &[1.0, 0.0]),
+            vec![0.5, -0.5]
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 use faer::{Mat, MatMut, MatRef};
 use optlayer_core::validate::{check_finite, check_nonempty, check_nonnegative};
-use optlayer_core::{Error, Parameterized, Prox, Result, Scalar};
+use optlayer_core::{Parameterized, Prox, Result, Scalar};
 
 use super::PointSource;
 
@@ -22,18 +22,13 @@ impl<T: Scalar> SquaredDistance<T> {
     /// `offset..offset + len` of each sample's data.
     ///
     /// # Errors
-    /// When `len` is zero or `weight` is negative or not finite.
+    /// When `len` is zero, `offset + len` exceeds `usize::MAX`, or `weight`
+    /// is negative or not finite.
     pub fn from_data(weight: T, offset: usize, len: usize) -> Result<Self> {
         check_nonnegative("squared distance weight", weight)?;
-        if len == 0 {
-            return Err(Error::Empty {
-                what: "data rows of the point".into(),
-                fix: "pass len of at least 1".into(),
-            });
-        }
         Ok(Self {
             weight,
-            source: PointSource::Data { offset, len },
+            source: PointSource::data_rows("the point", offset, len)?,
         })
     }
 

@@ -90,9 +90,24 @@ impl<T: Scalar> LeastSquares<T> {
 
     /// Reads `d` from rows `offset..offset + m` of the data batch, so that
     /// several data-dependent terms can share one batch.
-    pub fn with_data_offset(mut self, offset: usize) -> Self {
+    ///
+    /// # Errors
+    /// [`Error::InvalidValue`] when `offset + m` exceeds `usize::MAX`.
+    pub fn with_data_offset(mut self, offset: usize) -> Result<Self> {
+        let rows = self.operator.nrows();
+        if offset.checked_add(rows).is_none() {
+            return Err(Error::InvalidValue {
+                name: "data offset of the least-squares term".into(),
+                value: offset.to_string(),
+                requirement: format!(
+                    "the end row offset + {rows} (the rows of A) must not exceed {}; \
+                     pass the index of the first data row of d",
+                    usize::MAX
+                ),
+            });
+        }
         self.data_offset = offset;
-        self
+        Ok(self)
     }
 
     /// Returns the operator `A`.
@@ -314,13 +329,26 @@ mod tests {
     fn data_offset_reads_later_rows() {
         let f = LeastSquares::<f64>::new(Dense::new(mat![[1.0, 0.0], [2.0, 0.0]]).unwrap())
             .unwrap()
-            .with_data_offset(1);
+            .with_data_offset(1)
+            .unwrap();
         assert_eq!(f.data_rows_needed(), 3);
         let x = mat![[0.5], [7.0]];
         let data = mat![[100.0], [1.0], [2.0]];
         assert!((f.value(x.as_ref(), data.as_ref(), 0) - 0.625).abs() < 1e-15);
         let g = checks::gradient(&f, x.as_ref(), data.as_ref());
         assert!((g[(0, 0)] + 2.5).abs() < 1e-15, "{g:?}");
+    }
+
+    #[test]
+    fn data_offset_overflow_rejected() {
+        let f = || LeastSquares::<f64>::new(Dense::new(mat![[1.0, 0.0], [2.0, 0.0]]).unwrap()).unwrap();
+        for offset in [usize::MAX, usize::MAX - 1] {
+            let err = f().with_data_offset(offset).unwrap_err();
+            assert!(matches!(err, Error::InvalidValue { .. }), "{err}");
+            assert!(err.to_string().contains(&offset.to_string()), "{err}");
+        }
+        let last = f().with_data_offset(usize::MAX - 2).unwrap();
+        assert_eq!(last.data_rows_needed(), usize::MAX);
     }
 
     #[test]
@@ -336,7 +364,8 @@ mod tests {
     fn hessian_vjp_matches_finite_differences() {
         let f = LeastSquares::new(Dense::new(gaussian(3, 5, 4)).unwrap())
             .unwrap()
-            .with_data_offset(2);
+            .with_data_offset(2)
+            .unwrap();
         let x = gaussian(5, 2, 5);
         let data = gaussian(5, 2, 6);
         let v = gaussian(5, 2, 7);

@@ -26,6 +26,22 @@ use super::{data_cols, describe};
 ///   `(v/γ, 1/γ)`.
 /// - [`value`](Prox::value) returns `None`: the value of `f*` does not
 ///   follow from the prox and the value of `f` in general.
+/// - [`is_separable`](Prox::is_separable) and
+///   [`is_indicator`](Prox::is_indicator) return false, because the inner
+///   map's flags do not decide them: `f*` of the separable, finite `‖·‖₁`
+///   is an indicator, for example.
+///
+/// NOTE: the subtraction `v − γ · prox_{f/γ}(v/γ)` cancels wherever the
+/// result is small against `v`. There `γ · prox_{f/γ}(v/γ)` is close to `v`
+/// and carries a rounding error of about `ε·|v_i|` (`ε` the unit roundoff
+/// of `T`), which the subtraction keeps as an absolute error of the result.
+/// A result entry below about `ε·|v_i|` is therefore lost completely. `Conjugate` of `L1Norm::new(1.0)` at
+/// `[1e17, −1e17, 0.5]` returns `[0, 0, 0.5]` instead of `[1, −1, 0.5]`,
+/// and `Conjugate` of `L2Norm::new(1.0)` at `[1e200, 1e200]` returns
+/// `[0, 0]`. Where the conjugate has a direct prox, use it: the conjugate
+/// of `λ‖·‖₁` is [`LinfBall`](crate::LinfBall) of radius `λ`, that of
+/// `λ‖·‖₂` is [`L2Ball`](crate::L2Ball), and that of `λ‖·‖∞` is
+/// [`L1Ball`](crate::L1Ball).
 ///
 /// The inner map needs `v/γ` as its input, and the `Prox` trait passes no
 /// scratch memory. The map therefore keeps buffers of at most `n x 32`
@@ -183,7 +199,7 @@ impl<T: Scalar> Prox<T> for Conjugate<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{L1Norm, SquaredL2};
+    use crate::{L1Norm, L2Ball, L2Norm, LinfBall, SquaredL2};
     use faer::mat;
 
     fn no_data(cols: usize) -> Mat<f64> {
@@ -225,6 +241,45 @@ mod tests {
         assert!((out[(0, 0)] - 2.0).abs() < 1e-15, "{out:?}");
         assert!((out[(1, 0)] + 4.0).abs() < 1e-15, "{out:?}");
         assert_eq!(g.value(out.as_ref(), no_data(1).as_ref(), 0), None);
+    }
+
+    /// Returns `prox_{γg}(v)` for one column.
+    fn apply(g: &dyn Prox<f64>, values: &[f64], gamma: f64) -> Vec<f64> {
+        let v = Mat::from_fn(values.len(), 1, |i, _| values[i]);
+        let mut out = Mat::zeros(values.len(), 1);
+        g.prox(out.as_mut(), v.as_ref(), gamma, no_data(1).as_ref());
+        (0..values.len()).map(|i| out[(i, 0)]).collect()
+    }
+
+    #[test]
+    fn cancellation_loses_small_results_of_large_entries() {
+        // The exact results are the clip [1, −1, 0.5] and the projection
+        // onto the unit ℓ2 ball [1/√2, 1/√2]. Entries of the result below
+        // about ε·|v_i| vanish in the subtraction v − γ·prox_{f/γ}(v/γ).
+        let l1 = Conjugate::new(L1Norm::new(1.0).unwrap());
+        assert_eq!(apply(&l1, &[1e17, -1e17, 0.5], 1.0), vec![0.0, 0.0, 0.5]);
+        let l2 = Conjugate::new(L2Norm::new(1.0).unwrap());
+        assert_eq!(apply(&l2, &[1e200, 1e200], 1.0), vec![0.0, 0.0]);
+        // At |v_i| = 1e3 the loss is about 1e3·ε relative to the result.
+        let x = apply(&l1, &[1e3, -1e3, 0.5], 1.0);
+        for (got, want) in x.iter().zip([1.0, -1.0, 0.5]) {
+            assert!((got - want).abs() <= 1e3 * f64::EPSILON, "{x:?}");
+        }
+        let x = apply(&l2, &[1e3, 1e3], 1.0);
+        for got in &x {
+            assert!(
+                (got - std::f64::consts::FRAC_1_SQRT_2).abs() <= 1e3 * f64::EPSILON,
+                "{x:?}"
+            );
+        }
+        // The direct projections onto the dual-norm balls stay exact.
+        let clip = LinfBall::new(1.0).unwrap();
+        assert_eq!(apply(&clip, &[1e17, -1e17, 0.5], 1.0), vec![1.0, -1.0, 0.5]);
+        let ball = L2Ball::new(1.0).unwrap();
+        let x = apply(&ball, &[1e200, 1e200], 1.0);
+        for got in &x {
+            assert!((got - std::f64::consts::FRAC_1_SQRT_2).abs() <= 1e-15, "{x:?}");
+        }
     }
 
     #[test]

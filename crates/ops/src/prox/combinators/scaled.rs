@@ -13,6 +13,15 @@ use super::describe;
 /// passes step zero to the inner map, which is the identity for functions
 /// that are finite everywhere and the projection onto the set for
 /// indicators, because `0 · ∞` counts as `∞`: `0 · δ_C = δ_C`.
+///
+/// [`is_separable`](Prox::is_separable) and
+/// [`is_indicator`](Prox::is_indicator) are the inner map's, for every
+/// factor: `a · Σ_i f_i(x_i) = Σ_i a · f_i(x_i)` and `a · δ_C = δ_C`. With
+/// `a = 0` and an inner function that is finite everywhere, `g` is the zero
+/// function, which is separable in truth; it reports separability only
+/// when `f` does, because the trait does not tell a finite `f` from one
+/// that is infinite somewhere, and `0 · f` of the latter is the indicator
+/// of its domain.
 pub struct Scaled<T: Scalar> {
     inner: Box<dyn Prox<T>>,
     factor: T,
@@ -81,6 +90,14 @@ impl<T: Scalar> Parameterized<T> for Scaled<T> {
 impl<T: Scalar> Prox<T> for Scaled<T> {
     fn dim(&self) -> Option<usize> {
         self.inner.dim()
+    }
+
+    fn is_separable(&self) -> bool {
+        self.inner.is_separable()
+    }
+
+    fn is_indicator(&self) -> bool {
+        self.inner.is_indicator()
     }
 
     fn data_rows_needed(&self) -> usize {

@@ -52,6 +52,10 @@ impl<T: Scalar> std::fmt::Debug for SeparableBlock<T> {
 /// elements at kinks. Every term receives the whole data batch, so a
 /// data-dependent term reads the data rows it names. Parameters are listed
 /// block after block, in the order the blocks were given.
+///
+/// The sum is separable entry by entry when every block is, and the
+/// indicator of the product of the blocks' sets when every block is an
+/// indicator.
 #[derive(Debug)]
 pub struct SeparableSum<T: Scalar> {
     dim: usize,
@@ -190,6 +194,14 @@ impl<T: Scalar> Parameterized<T> for SeparableSum<T> {
 impl<T: Scalar> Prox<T> for SeparableSum<T> {
     fn dim(&self) -> Option<usize> {
         Some(self.dim)
+    }
+
+    fn is_separable(&self) -> bool {
+        self.blocks.iter().all(|b| b.prox.is_separable())
+    }
+
+    fn is_indicator(&self) -> bool {
+        self.blocks.iter().all(|b| b.prox.is_indicator())
     }
 
     fn data_rows_needed(&self) -> usize {

@@ -14,6 +14,8 @@ use crate::PointSource;
 /// as for [`IndicatorPoint`](crate::IndicatorPoint); with data rows,
 /// `g(x) = ‖x − d‖₁` is a robust data-fit term, for example. The Jacobian is
 /// the inner map's at `v − b`, with the inner map's elements at kinks.
+/// A translation keeps separability, `Σ_i f_i(x_i − b_i)`, and turns the
+/// indicator of `C` into that of `C + b`, so both flags are the inner map's.
 ///
 /// The inner map needs `v − b` as its input, and the `Prox` trait passes no
 /// scratch memory. The map therefore keeps buffers of at most `n x 32`
@@ -65,8 +67,8 @@ impl<T: Scalar> Translated<T> {
     /// of each sample's data column.
     ///
     /// # Errors
-    /// When `len` is zero, or when `inner` is defined on another dimension
-    /// than `len`.
+    /// When `len` is zero, `offset + len` exceeds `usize::MAX`, or `inner`
+    /// is defined on another dimension than `len`.
     pub fn by_data(inner: impl Prox<T> + 'static, offset: usize, len: usize) -> Result<Self> {
         Self::by_data_boxed(Box::new(inner), offset, len)
     }
@@ -77,16 +79,11 @@ impl<T: Scalar> Translated<T> {
     /// # Errors
     /// As [`by_data`](Self::by_data).
     pub fn by_data_boxed(inner: Box<dyn Prox<T>>, offset: usize, len: usize) -> Result<Self> {
-        if len == 0 {
-            return Err(Error::Empty {
-                what: "data rows of the translation shift".into(),
-                fix: "pass len of at least 1".into(),
-            });
-        }
+        let shift = PointSource::data_rows("the translation shift", offset, len)?;
         check_inner_dim(&*inner, len)?;
         Ok(Self {
             inner,
-            shift: PointSource::Data { offset, len },
+            shift,
             pool: ScratchPool::new(),
         })
     }
@@ -180,6 +177,14 @@ impl<T: Scalar> Parameterized<T> for Translated<T> {
 impl<T: Scalar> Prox<T> for Translated<T> {
     fn dim(&self) -> Option<usize> {
         Some(self.shift_len())
+    }
+
+    fn is_separable(&self) -> bool {
+        self.inner.is_separable()
+    }
+
+    fn is_indicator(&self) -> bool {
+        self.inner.is_indicator()
     }
 
     fn data_rows_needed(&self) -> usize {
