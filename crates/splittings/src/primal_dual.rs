@@ -414,7 +414,7 @@ impl<T: Scalar> CondatVu<T> {
                 self.tau = T::lit(tau);
                 self.sigma = T::lit(sigma);
                 let condition = self.step_condition();
-                if !(condition < T::lit(safety)) {
+                if condition.is_nan() || condition >= T::lit(safety) {
                     let tau_max = safety / (self.sigma * norm_sq + half_l).to_f64_lossless();
                     return Err(Error::StepCondition {
                         algorithm: self.name().into(),
