@@ -140,7 +140,7 @@ impl Default for Tolerances {
 /// One check of a [`Report`].
 #[derive(Clone, Debug)]
 pub struct Check {
-    /// What was checked, e.g. "distance to reference".
+    /// The name of the check, e.g. "distance to reference".
     pub name: String,
     /// `"f64"` or `"f32"`.
     pub precision: &'static str,
