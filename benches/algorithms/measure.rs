@@ -5,7 +5,7 @@ use std::time::Instant;
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::{Mat, MatRef, Par};
 use optlayer::splittings::ProximalGradient;
-use optlayer::{ForwardOptions, ForwardResult, OptLayer, Splitting};
+use optlayer::{AndersonOptions, ForwardOptions, ForwardResult, OptLayer, Splitting};
 
 use crate::counting::Counter;
 
@@ -54,6 +54,8 @@ pub struct Measurement {
     pub warm: WarmStart,
     /// For FISTA, the warm start with the momentum counter reset to `t = 1`.
     pub restarted_warm: Option<WarmStart>,
+    /// The cold forward pass with Anderson acceleration (default options).
+    pub anderson: WarmStart,
 }
 
 /// The outcome of a forward pass started from another batch's fixed point.
@@ -152,6 +154,10 @@ pub fn measure<'a, S: Splitting<Real = f64> + 'a>(
         .forward_from(case.data, perturbed.state.as_ref(), &options)
         .expect("the fixed point of the perturbed batch is a valid state");
 
+    let accelerated = layer
+        .forward_with(case.data, &options.clone().with_anderson(AndersonOptions::default()))
+        .expect("the data batch fits the splitting");
+
     let row = Measurement {
         scheme: scheme.to_string(),
         iterations: iterations(&cold),
@@ -164,6 +170,7 @@ pub fn measure<'a, S: Splitting<Real = f64> + 'a>(
         distance: None,
         warm: WarmStart::from_result(&warm),
         restarted_warm: None,
+        anderson: WarmStart::from_result(&accelerated),
     };
     let data = case.data;
     let timer = Box::new(move || {
