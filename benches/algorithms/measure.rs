@@ -155,7 +155,10 @@ pub fn measure<'a, S: Splitting<Real = f64> + 'a>(
         .expect("the fixed point of the perturbed batch is a valid state");
 
     let accelerated = layer
-        .forward_with(case.data, &options.clone().with_anderson(AndersonOptions::default()))
+        .forward_with(
+            case.data,
+            &options.clone().with_anderson(AndersonOptions::default()),
+        )
         .expect("the data batch fits the splitting");
 
     let row = Measurement {
