@@ -42,8 +42,9 @@ pub use jfb::{FixedPointJfb, JfbOutput, LossFn, mse, mse_loss};
 pub use layer::{ForwardOptions, ForwardResult, OptLayer, SampleReport, Status};
 pub use operator::{Operator, power_iteration, power_iteration_from};
 pub use params::{
-    Gradients, ParamInfo, Parameterized, check_gradients, check_grads_shape, find_param, matrix_fingerprint,
-    param_names, params_fingerprint, restore_params, set_param, snapshot_params, split_grads,
+    Gradients, ParamInfo, Parameterized, check_gradients, check_grads_shape, check_unique_param_names,
+    find_param, matrix_fingerprint, param_names, params_fingerprint, restore_params, set_param,
+    snapshot_params, split_grads,
 };
 pub use prox::Prox;
 pub use scalar::Scalar;

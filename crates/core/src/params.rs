@@ -116,6 +116,23 @@ pub fn set_param<T: Scalar, P: Parameterized<T> + ?Sized>(
     Ok(())
 }
 
+/// Checks that no two parameters of `model` share a name, so that every
+/// parameter can be found, set and reported by its name.
+///
+/// # Errors
+/// [`Error::DuplicateParameter`] with the first repeated name.
+pub fn check_unique_param_names<T: Scalar, P: Parameterized<T> + ?Sized>(model: &P) -> Result<()> {
+    let mut names: Vec<String> = Vec::with_capacity(model.param_count());
+    for index in 0..model.param_count() {
+        let name = model.param_info(index).name;
+        if names.contains(&name) {
+            return Err(Error::DuplicateParameter { name });
+        }
+        names.push(name);
+    }
+    Ok(())
+}
+
 /// Returns a 64-bit FNV-1a hash of the bit patterns of every parameter entry.
 ///
 /// Two calls return the same value exactly when no entry changed (up to hash

@@ -7,7 +7,10 @@ use faer::mat::AsMatMut;
 use faer::prelude::{Reborrow, ReborrowMut};
 use faer::{Mat, MatMut, MatRef, Par};
 use optlayer_core::validate::{check_computed_step, step_in};
-use optlayer_core::{Error, ParamInfo, Parameterized, Prox, Result, Scalar, Smooth, Splitting, split_grads};
+use optlayer_core::{
+    Error, ParamInfo, Parameterized, Prox, Result, Scalar, Smooth, Splitting, check_unique_param_names,
+    split_grads,
+};
 
 /// The rule that sets the step `γ` of [`DavisYin`].
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -275,15 +278,7 @@ impl<T: Scalar> DavisYin<T> {
             }
             self.check_data_rows(label, prox.data_rows_needed())?;
         }
-        let mut names: Vec<String> = Vec::with_capacity(self.param_count());
-        for index in 0..self.param_count() {
-            let info = self.param_info(index);
-            if names.contains(&info.name) {
-                return Err(Error::DuplicateParameter { name: info.name });
-            }
-            names.push(info.name);
-        }
-        Ok(())
+        check_unique_param_names(self)
     }
 
     fn check_data_rows(&self, label: &str, needed: usize) -> Result<()> {

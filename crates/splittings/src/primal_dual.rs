@@ -7,8 +7,8 @@ use faer::prelude::{Reborrow, ReborrowMut};
 use faer::{Accum, Mat, MatMut, MatRef, Par};
 use optlayer_core::validate::{check_computed_step, step_in};
 use optlayer_core::{
-    Error, Operator, ParamInfo, Parameterized, Prox, Result, Scalar, Smooth, Splitting, power_iteration,
-    power_iteration_from, split_grads,
+    Error, Operator, ParamInfo, Parameterized, Prox, Result, Scalar, Smooth, Splitting,
+    check_unique_param_names, power_iteration, power_iteration_from, split_grads,
 };
 
 /// The safety factor of [`PrimalDualSteps::default`] and
@@ -304,15 +304,7 @@ impl<T: Scalar> CondatVu<T> {
                 });
             }
         }
-        let mut names: Vec<String> = Vec::new();
-        for index in 0..self.param_count() {
-            let name = self.param_info(index).name;
-            if names.contains(&name) {
-                return Err(Error::DuplicateParameter { name });
-            }
-            names.push(name);
-        }
-        Ok(())
+        check_unique_param_names(self)
     }
 
     /// Returns the linear operator `K`.

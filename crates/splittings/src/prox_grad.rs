@@ -10,7 +10,8 @@ use faer::prelude::{Reborrow, ReborrowMut};
 use faer::{Mat, MatMut, MatRef, Par};
 use optlayer_core::validate::{check_computed_step, check_positive};
 use optlayer_core::{
-    Error, ParamInfo, Parameterized, Prox, Result, Scalar, Smooth, Splitting, columns, split_grads,
+    Error, ParamInfo, Parameterized, Prox, Result, Scalar, Smooth, Splitting, check_unique_param_names,
+    columns, split_grads,
 };
 
 /// The acceleration of a [`ProximalGradient`] iteration.
@@ -156,6 +157,7 @@ impl<T: Scalar> ProximalGradient<T> {
             gamma: T::one(),
             lipschitz: T::zero(),
         };
+        check_unique_param_names(&splitting)?;
         splitting.refresh_step()?;
         Ok(splitting)
     }
@@ -318,16 +320,6 @@ fn validate_terms<T: Scalar>(smooth: &dyn Smooth<T>, prox: &dyn Prox<T>, data_di
                 found: format!("{rows} data rows read"),
             });
         }
-    }
-    let mut names: Vec<String> = Vec::new();
-    let infos = (0..smooth.param_count())
-        .map(|i| smooth.param_info(i))
-        .chain((0..prox.param_count()).map(|i| prox.param_info(i)));
-    for info in infos {
-        if names.contains(&info.name) {
-            return Err(Error::DuplicateParameter { name: info.name });
-        }
-        names.push(info.name);
     }
     Ok(())
 }
