@@ -237,7 +237,7 @@ fn linearized_admm_conforms_on_lasso_box() {
 fn five_schemes_agree_on_lasso_box() {
     // Proximal gradient, FISTA, Davis–Yin, linearized ADMM and the
     // primal-dual scheme solve the same problem from different splittings
-    // of it; their limits must agree with each other to 1e-6.
+    // of it, so their limits must agree with each other to 1e-6.
     let p = LassoBox::new();
     let data = p.data.as_ref();
     let solutions = [

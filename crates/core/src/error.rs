@@ -212,7 +212,7 @@ pub enum Error {
     InvalidModel {
         /// The part at fault.
         what: String,
-        /// Why it does not fit and the change to make.
+        /// The reason it does not fit, and the change to make.
         reason: String,
     },
 

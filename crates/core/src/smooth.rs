@@ -8,7 +8,7 @@ use crate::{Parameterized, Scalar};
 /// A convex function `f(x; d)` with a Lipschitz gradient, the smooth term of
 /// proximal-gradient, Davis–Yin and primal-dual schemes.
 ///
-/// Batches are matrices whose columns are samples; `data` holds the problem
+/// Batches are matrices whose columns are samples; `data` contains the problem
 /// data `d` of each sample, column for column. A splitting calls
 /// [`gradient`](Self::gradient) once per step and
 /// [`hessian_vjp`](Self::hessian_vjp) once per vector-Jacobian product. The

@@ -106,7 +106,7 @@ pub fn step_in<T: Scalar>(name: &str, value: f64) -> Result<T> {
 
 /// Checks that a step size computed by a splitting's default rule is finite
 /// and strictly positive. Norm estimates near the limits of the scalar type
-/// make the rule overflow or underflow; `source` names the estimates the
+/// make the rule overflow or underflow. `source` names the estimates the
 /// step came from, for the message.
 pub fn check_computed_step<T: Scalar>(algorithm: &str, name: &str, value: T, source: &str) -> Result<()> {
     if value.is_finite() && value > T::zero() {

@@ -204,9 +204,9 @@ impl<T: Scalar> LinearizedAdmm<T> {
         let alpha = step_in::<T>("alpha", steps.alpha)?;
         let beta = step_in::<T>("beta", steps.beta)?;
         let lambda = step_in::<T>("lambda", steps.lambda)?;
-        // A fixed rule rejects steps at the safety bound, so 1 is valid there;
-        // the shrinking rule sets α β ‖K‖² to the safety itself, which must
-        // then stay strictly below the convergence bound 1.
+        // A fixed rule rejects steps at the safety bound, so 1 is valid there.
+        // The shrinking rule sets α β ‖K‖² to the safety itself, so the
+        // safety must stay strictly below the convergence bound 1.
         let (safety, upper_ok, requirement) = match rule {
             StepRule::Fixed { safety } => (safety, safety <= 1.0, "must be in (0, 1]"),
             StepRule::ShrinkBeta { safety } => (safety, safety < 1.0, "must be in (0, 1)"),

@@ -218,9 +218,9 @@ impl<T: Scalar> CondatVu<T> {
         h: Box<dyn Prox<T>>,
         steps: PrimalDualSteps,
     ) -> Result<Self> {
-        // Fixed steps are rejected at the safety bound, so 1 is valid there;
-        // balanced steps meet the condition with equality at the safety,
-        // which must then stay strictly below 1.
+        // Fixed steps are rejected at the safety bound, so 1 is valid there.
+        // Balanced steps meet the condition with equality at the safety, so
+        // the safety must stay strictly below 1.
         let safety = steps.safety();
         let (upper_ok, requirement) = match steps {
             PrimalDualSteps::Fixed { .. } => (safety <= 1.0, "must be in (0, 1]"),

@@ -1,5 +1,5 @@
 //! Proximal gradient and FISTA: vector-Jacobian products against finite
-//! differences, convergence to exact lasso solutions, known answers, step
+//! differences, convergence to exact lasso solutions, known solutions, step
 //! sizes and input validation.
 
 use faer::dyn_stack::{MemBuffer, MemStack};

@@ -77,7 +77,7 @@ impl FirmNonexpansiveness {
 pub struct ProxOptimality {
     /// Pairs `(x, y)` compared.
     pub checked: usize,
-    /// Pairs skipped because `g(y) = +∞`, where the inequality holds trivially.
+    /// Pairs skipped because `g(y) = +∞`, where the inequality is trivially true.
     pub skipped_infinite: usize,
     /// Columns whose `g(x)` is not finite (the prox left the domain) and
     /// pairs whose `g(y)` is NaN or `−∞`; each is a failure.

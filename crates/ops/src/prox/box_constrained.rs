@@ -260,7 +260,8 @@ mod tests {
             c.as_ref(),
             &FdOptions::default(),
         );
-        assert!(check.passes(1e-7) && check.checked > 12, "{check:?}");
+        assert!(check.passes(1e-7), "{check:?}");
+        assert!(check.checked > 12, "{check:?}");
 
         let mut learnable =
             BoxConstrained::new(L1Norm::learnable("mu", 0.3).unwrap(), vec![-1.0; 6], vec![1.0; 6]).unwrap();
@@ -272,7 +273,8 @@ mod tests {
             c.as_ref(),
             &FdOptions::default(),
         );
-        assert!(check.passes(1e-6) && check.fd_norm > 0.0, "{check:?}");
+        assert!(check.passes(1e-6), "{check:?}");
+        assert!(check.fd_norm > 0.0, "{check:?}");
     }
 
     #[test]

@@ -268,7 +268,7 @@ mod tests {
         let mut u: Vec<f64> = values.iter().map(|v| v.abs()).collect();
         u.sort_by(|a, b| b.partial_cmp(a).unwrap());
         let mut cumulative = 0.0;
-        // k = 1 gives τ = u₁ − r, the answer when no larger k qualifies (as for r = 0).
+        // k = 1 gives τ = u₁ − r, the result when no larger k qualifies (as for r = 0).
         let mut tau = u[0] - radius;
         for (k, &uk) in u.iter().enumerate() {
             cumulative += uk;

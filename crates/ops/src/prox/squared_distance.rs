@@ -158,7 +158,8 @@ mod tests {
             c.as_ref(),
             &FdOptions::default(),
         );
-        assert!(check.passes(1e-7) && check.checked == 12, "{check:?}");
+        assert!(check.passes(1e-7), "{check:?}");
+        assert_eq!(check.checked, 12, "{check:?}");
     }
 
     #[test]

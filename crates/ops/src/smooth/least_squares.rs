@@ -202,7 +202,7 @@ impl<T: Scalar> Smooth<T> for LeastSquares<T> {
     }
 
     fn scratch(&self, batch: usize, par: Par) -> StackReq {
-        // Two temporaries: `accumulate_grad` holds `Ax − d` and `A c` at once.
+        // Two temporaries: `accumulate_grad` keeps `Ax − d` and `A c` at once.
         let temp = temp_mat_scratch::<T>(self.operator.nrows(), batch);
         StackReq::all_of(&[temp, temp, self.operator.apply_scratch(batch, par)])
     }
