@@ -3,58 +3,17 @@
 //! maps and the forward difference never allocate. The test binary counts
 //! allocations on the test's own thread with a wrapping global allocator.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use faer::dyn_stack::{MemBuffer, MemStack, StackReq};
 use faer::{Accum, Mat, Par};
 use optlayer_core::{Operator, Prox};
 use optlayer_ops::{
     Conjugate, ForwardDifference, L1Norm, Scaled, SeparableBlock, SeparableSum, Simplex, Translated,
 };
+use optlayer_testing::alloc::{CountingAllocator, allocations_during};
 use optlayer_testing::random::gaussian;
-
-struct CountingAllocator;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-}
-
-fn count_one() {
-    if COUNTING.with(Cell::get) {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count_one();
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count_one();
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
-
-fn allocations_during(f: impl FnOnce()) -> usize {
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
-    COUNTING.with(|c| c.set(true));
-    f();
-    COUNTING.with(|c| c.set(false));
-    ALLOCATIONS.load(Ordering::Relaxed) - before
-}
 
 /// Runs prox, prox_vjp and accumulate_grad once on a batch of `batch` columns.
 fn run_all(g: &dyn Prox<f64>, batch: usize, grads: &mut [Mat<f64>], buffers: &mut [Mat<f64>; 3]) {

@@ -2,59 +2,16 @@
 //! their scratch is allocated. The test binary counts allocations with a
 //! wrapping global allocator, on the test's own thread only.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::{Mat, Par};
 use optlayer_core::{Parameterized, Splitting};
 use optlayer_ops::{IndicatorPoint, L1Norm, LearnableDense, LeastSquares};
 use optlayer_splittings::{CondatVu, PrimalDualSteps};
+use optlayer_testing::alloc::{CountingAllocator, allocations_during};
 use optlayer_testing::random::gaussian;
-
-struct CountingAllocator;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    // A const-initialized Cell needs no allocation and no destructor, so the
-    // allocator can read it.
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-}
-
-fn count_one() {
-    if COUNTING.with(Cell::get) {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count_one();
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count_one();
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
-
-fn allocations_during(f: impl FnOnce()) -> usize {
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
-    COUNTING.with(|c| c.set(true));
-    f();
-    COUNTING.with(|c| c.set(false));
-    ALLOCATIONS.load(Ordering::Relaxed) - before
-}
 
 /// Runs `step` and `step_vjp` (with both outputs) on preallocated buffers
 /// and returns the allocations each made.

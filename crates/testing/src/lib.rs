@@ -1,6 +1,7 @@
 //! Test harness for optlayer, for this workspace's tests and for users who
 //! add their own operators, proximal maps and splittings.
 //!
+//! - [`alloc`](mod@alloc): a counting global allocator for allocation-free loops.
 //! - [`conformance`]: the checks every splitting should pass: convergence,
 //!   agreement with a reference solution, optimality, vector-Jacobian
 //!   products against finite differences, in `f64` and `f32`.
@@ -17,6 +18,7 @@
 //! - [`random`]: seeded random matrices for tests.
 //! - [`temp`]: temporary folders removed when dropped.
 
+pub mod alloc;
 pub mod conformance;
 pub mod fd;
 pub mod prox_checks;
