@@ -1,9 +1,9 @@
 //! Certificates of trustworthiness: labels pass, warning or fail for each inference.
 //!
 //! An optimization model computes each output `x` from data `d` as the solution of an
-//! optimization problem, so every inference comes with measurable properties: how sparse
-//! `x` is (`‖Θx‖₁`), how well it fits the data (`‖Ax − d‖ / ‖d‖`), how close the
-//! iteration came to its fixed point, how far `x` is from a constraint set. A
+//! optimization problem, so every inference comes with measurable properties. Examples are
+//! the sparsity `‖Θx‖₁`, the data fit `‖Ax − d‖ / ‖d‖`, the fixed-point residual of the
+//! iteration and the distance of `x` to a constraint set. A
 //! [`Certificate`] evaluates such [`Property`] values, where smaller is better, and turns
 //! each into a [`Label`] by two thresholds: pass at or below `pass`, warning up to `warn`,
 //! fail above (and fail for NaN).
@@ -33,7 +33,9 @@ use faer::MatRef;
 use optlayer_core::{Error, Result, SampleReport, Scalar};
 
 pub use file::{CALIBRATION_FILE_NAME, Calibration, CalibrationEntry};
-pub use property::{BoxDistance, FixedPointResidual, FnProperty, Inference, L1Of, Property, RelativeResidual};
+pub use property::{
+    BoxDistance, FixedPointResidual, FnProperty, Inference, L1Of, Property, RelativeResidual,
+};
 
 /// The verdict on one property of one inference. Ordered from best to worst.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -112,7 +114,7 @@ impl Thresholds {
     }
 }
 
-/// How the thresholds of a property are chosen.
+/// The source of the thresholds of a property: given, or calibrated as quantiles.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Rule {
     /// Thresholds given by the user.
@@ -147,7 +149,7 @@ impl Rule {
                         requirement: "must be in (0, 1], for example 0.95".into(),
                     });
                 }
-                if !(p_warn >= 0.0 && p_warn <= 1.0) {
+                if !(0.0..=1.0).contains(&p_warn) {
                     return Err(Error::InvalidParameter {
                         name: "p_warn".into(),
                         value: p_warn,
@@ -158,7 +160,10 @@ impl Rule {
                     return Err(Error::InvalidParameter {
                         name: "p_warn".into(),
                         value: p_warn,
-                        requirement: format!("must be at most 1 - p_pass = {}; lower p_warn or p_pass", 1.0 - p_pass),
+                        requirement: format!(
+                            "must be at most 1 - p_pass = {}; lower p_warn or p_pass",
+                            1.0 - p_pass
+                        ),
                     });
                 }
                 Ok(())
@@ -315,10 +320,12 @@ impl<T: Scalar> Certificate<T> {
     /// are skipped. On error the certificate is left unchanged.
     ///
     /// # Errors
-    /// [`Error::ShapeMismatch`] if `x`, `d` and `reports` disagree on the sample count or a
-    /// property rejects the dimensions; [`Error::Empty`] if there are no columns or a
-    /// quantile property is undefined on every column; [`Error::Numerical`] naming the
-    /// property, the column and the value if a value is NaN or infinite.
+    /// - [`Error::ShapeMismatch`] if `x`, `d` and `reports` disagree on the sample count,
+    ///   or if a property rejects the dimensions.
+    /// - [`Error::Empty`] if there are no columns, or if a quantile property is undefined
+    ///   on every column.
+    /// - [`Error::Numerical`] naming the property, the column and the value if a value is
+    ///   NaN or infinite.
     pub fn calibrate(
         &mut self,
         x: MatRef<'_, T>,
@@ -351,7 +358,8 @@ impl<T: Scalar> Certificate<T> {
             if values.is_empty() {
                 return Err(Error::Empty {
                     what: format!("the defined values of property '{name}' on the calibration batch"),
-                    fix: "pass samples where the property is defined, with forward reports if it reads them".into(),
+                    fix: "pass samples where the property is defined, with forward reports if it reads them"
+                        .into(),
                 });
             }
             values.sort_by(f64::total_cmp);
@@ -399,7 +407,11 @@ impl<T: Scalar> Certificate<T> {
             values.push(row);
         }
         Ok(Assessment {
-            names: self.entries.iter().map(|e| e.property.name().to_owned()).collect(),
+            names: self
+                .entries
+                .iter()
+                .map(|e| e.property.name().to_owned())
+                .collect(),
             thresholds,
             samples,
             values,
@@ -431,9 +443,9 @@ impl<T: Scalar> Certificate<T> {
     /// unchanged.
     ///
     /// # Errors
-    /// [`Error::InvalidModel`] naming the property if the calibration lacks a property of
-    /// the certificate, has one the certificate lacks, or stores another rule for it;
-    /// the errors of [`Calibration::validate`] if an entry is invalid.
+    /// - [`Error::InvalidModel`] naming the property if the calibration lacks a property
+    ///   of the certificate, has one the certificate lacks, or stores another rule for it.
+    /// - The errors of [`Calibration::validate`] if an entry is invalid.
     pub fn apply_calibration(&mut self, calibration: &Calibration) -> Result<()> {
         calibration.validate()?;
         let mismatch = |name: &str, reason: String| Error::InvalidModel {
@@ -659,10 +671,12 @@ impl Assessment {
                 None => sample.to_string(),
             }];
             for property in 0..self.names.len() {
-                row.push(match (self.value(property, sample), self.label(property, sample)) {
-                    (Some(value), Some(label)) => format!("{value:.3e} ({label})"),
-                    _ => "undefined".to_owned(),
-                });
+                row.push(
+                    match (self.value(property, sample), self.label(property, sample)) {
+                        (Some(value), Some(label)) => format!("{value:.3e} ({label})"),
+                        _ => "undefined".to_owned(),
+                    },
+                );
             }
             rows.push(row);
         }

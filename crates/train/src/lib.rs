@@ -8,7 +8,7 @@
 //! - [`predict`] and [`evaluate`]: batched inference;
 //! - [`atomic`]: file writes that never leave a partial file behind;
 //! - [`certificate`]: labels pass, warning or fail for each inference from
-//!   properties such as sparsity and data fidelity, with thresholds fixed or
+//!   properties such as sparsity and data fidelity. Thresholds are fixed or
 //!   calibrated on training data and saved beside the model.
 
 mod adam;

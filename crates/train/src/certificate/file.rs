@@ -98,13 +98,17 @@ impl Calibration {
         text.push_str(HEADER);
         text.push('\n');
         for entry in &self.entries {
-            // Writing to a String cannot fail.
+            // `fmt::Write` for `String` always returns `Ok`.
             let _ = writeln!(text, "property {}", entry.name);
             let _ = match entry.rule {
                 Rule::Fixed(_) => writeln!(text, "rule fixed"),
                 Rule::Quantile { p_pass, p_warn } => writeln!(text, "rule quantile {p_pass:e} {p_warn:e}"),
             };
-            let _ = writeln!(text, "thresholds {:e} {:e}", entry.thresholds.pass, entry.thresholds.warn);
+            let _ = writeln!(
+                text,
+                "thresholds {:e} {:e}",
+                entry.thresholds.pass, entry.thresholds.warn
+            );
             let _ = writeln!(text, "samples {}", entry.samples);
         }
         let _ = writeln!(text, "end {}", self.entries.len());
@@ -114,11 +118,12 @@ impl Calibration {
     /// Reads a calibration written by [`Calibration::save`].
     ///
     /// # Errors
-    /// [`Error::Io`] naming `path` if the file cannot be read, for example because it is
-    /// missing; [`Error::InvalidFile`] naming the line and the expected content if the file
-    /// is not a valid calibration (wrong header or version, a missing or malformed line, a
-    /// number that does not parse, invalid thresholds or rule, a duplicate name, or no
-    /// `end` line because the file is truncated).
+    /// - [`Error::Io`] naming `path` if the file cannot be read, for example because it is
+    ///   missing.
+    /// - [`Error::InvalidFile`] naming the line and the expected content if the file is not
+    ///   a valid calibration. The causes are a wrong header or version, a missing or
+    ///   malformed line, a number that does not parse, invalid thresholds or rule, a
+    ///   duplicate name, and a missing `end` line because the file is truncated.
     pub fn load(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|source| Error::Io {
             action: "failed to read the certificate calibration".into(),
@@ -168,9 +173,9 @@ fn check_entry(entry: &CalibrationEntry) -> std::result::Result<(), String> {
             "the thresholds {:?} differ from those of its fixed rule, {fixed:?}; store the rule's thresholds",
             entry.thresholds
         )),
-        Rule::Quantile { .. } if entry.samples == 0 => Err(
-            "quantile thresholds calibrated from 0 samples; calibrate on at least one sample".into(),
-        ),
+        Rule::Quantile { .. } if entry.samples == 0 => {
+            Err("quantile thresholds calibrated from 0 samples; calibrate on at least one sample".into())
+        }
         _ => Ok(()),
     }
 }
@@ -219,10 +224,16 @@ fn parse(text: &str) -> std::result::Result<Calibration, String> {
     };
     let (_, header) = lines.next(HEADER)?;
     if header != HEADER {
-        return Err(match header.strip_prefix(FORMAT_NAME).and_then(|r| r.strip_prefix(' ')) {
-            Some(version) => format!("line 1: unsupported format version `{version}`; this build reads version 1"),
-            None => format!("line 1: expected the header `{HEADER}`, found `{header}`; this is not a calibration file"),
-        });
+        return Err(
+            match header.strip_prefix(FORMAT_NAME).and_then(|r| r.strip_prefix(' ')) {
+                Some(version) => {
+                    format!("line 1: unsupported format version `{version}`; this build reads version 1")
+                }
+                None => format!(
+                    "line 1: expected the header `{HEADER}`, found `{header}`; this is not a calibration file"
+                ),
+            },
+        );
     }
 
     let mut entries: Vec<CalibrationEntry> = Vec::new();
@@ -271,13 +282,19 @@ fn parse_entry(lines: &mut Lines<'_>, name: &str) -> std::result::Result<Calibra
             parse_float(rule_line, p_pass, "p_pass")?,
             parse_float(rule_line, p_warn, "p_warn")?,
         )),
-        _ => return Err(format!("line {rule_line}: expected `{RULE}`, found `rule {rule_text}`")),
+        _ => {
+            return Err(format!(
+                "line {rule_line}: expected `{RULE}`, found `rule {rule_text}`"
+            ));
+        }
     };
 
     const THRESHOLDS: &str = "thresholds <pass> <warn>";
     let (line, text) = lines.field("thresholds", THRESHOLDS)?;
     let [pass, warn] = text.split(' ').collect::<Vec<_>>()[..] else {
-        return Err(format!("line {line}: expected `{THRESHOLDS}`, found `thresholds {text}`"));
+        return Err(format!(
+            "line {line}: expected `{THRESHOLDS}`, found `thresholds {text}`"
+        ));
     };
     let pass = parse_float(line, pass, "the pass threshold")?;
     let warn = parse_float(line, warn, "the warning threshold")?;
@@ -301,9 +318,9 @@ fn parse_entry(lines: &mut Lines<'_>, name: &str) -> std::result::Result<Calibra
 }
 
 /// Parses a number written by `save`.
-fn parse_float(line: usize, text: &str, what: &str) -> std::result::Result<f64, String> {
+fn parse_float(line: usize, text: &str, field: &str) -> std::result::Result<f64, String> {
     text.parse::<f64>()
-        .map_err(|_| format!("line {line}: {what} `{text}` is not a number"))
+        .map_err(|_| format!("line {line}: {field} `{text}` is not a number"))
 }
 
 /// Parses a non-negative integer.

@@ -85,7 +85,13 @@ impl<T: Scalar> Property<T> for L1Of<T> {
     }
 
     fn check_dimensions(&self, x_dim: usize, _d_dim: usize) -> Result<()> {
-        check_length(&self.name, "x", x_dim, self.op.ncols(), "the column count of its operator")
+        check_length(
+            &self.name,
+            "x",
+            x_dim,
+            self.op.ncols(),
+            "the column count of its operator",
+        )
     }
 }
 
@@ -109,11 +115,14 @@ impl<T: Scalar> RelativeResidual<T> {
     /// entry of `a` is NaN or infinite.
     pub fn new(name: impl Into<String>, a: MatRef<'_, T>) -> Result<Self> {
         let name = name.into();
-        let what = format!("matrix A of property '{name}'");
-        check_nonempty(&what, a)?;
-        check_nonempty(&format!("{what} (as rows)"), a.transpose())?;
-        check_finite(&what, a)?;
-        Ok(Self { name, a: a.to_owned() })
+        let description = format!("matrix A of property '{name}'");
+        check_nonempty(&description, a)?;
+        check_nonempty(&format!("{description} (as rows)"), a.transpose())?;
+        check_finite(&description, a)?;
+        Ok(Self {
+            name,
+            a: a.to_owned(),
+        })
     }
 }
 
@@ -279,7 +288,9 @@ impl<F> FnProperty<F> {
 
 impl<F> std::fmt::Debug for FnProperty<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FnProperty").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("FnProperty")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -301,13 +312,13 @@ fn row_dot<T: Scalar>(m: MatRef<'_, T>, i: usize, x: ColRef<'_, T>) -> T {
     (0..m.ncols()).fold(T::zero(), |acc, j| acc + m[(i, j)] * x[j])
 }
 
-/// Checks that the entries of `what` fed to property `name` number `expected`.
-fn check_length(name: &str, what: &str, found: usize, expected: usize, reason: &str) -> Result<()> {
+/// Checks that the input `input` (`x` or `d`) of property `name` has `expected` entries.
+fn check_length(name: &str, input: &str, found: usize, expected: usize, reason: &str) -> Result<()> {
     if found == expected {
         return Ok(());
     }
     Err(Error::ShapeMismatch {
-        what: format!("{what} of property '{name}'"),
+        what: format!("{input} of property '{name}'"),
         expected: format!("{expected} rows ({reason})"),
         found: format!("{found} rows"),
     })
@@ -321,10 +332,18 @@ fn check_bound_pair(name: &str, i: usize, lower: f64, upper: f64) -> Result<()> 
         requirement,
     };
     if lower.is_nan() || lower == f64::INFINITY {
-        return Err(invalid("lower", lower, "must be a number below +inf; use -inf for no bound".into()));
+        return Err(invalid(
+            "lower",
+            lower,
+            "must be a number below +inf; use -inf for no bound".into(),
+        ));
     }
     if upper.is_nan() || upper == f64::NEG_INFINITY {
-        return Err(invalid("upper", upper, "must be a number above -inf; use +inf for no bound".into()));
+        return Err(invalid(
+            "upper",
+            upper,
+            "must be a number above -inf; use +inf for no bound".into(),
+        ));
     }
     if lower > upper {
         return Err(invalid(

@@ -13,12 +13,14 @@ fn test_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// A property equal to the first entry of `x`, so tests choose values directly.
-fn first_entry<T: Scalar>(name: &str) -> FnProperty<impl Fn(&Inference<'_, T>) -> Option<f64> + Send + Sync + use<T>> {
+/// Builds a property equal to the first entry of `x`, so tests choose values directly.
+fn first_entry<T: Scalar>(
+    name: &str,
+) -> FnProperty<impl Fn(&Inference<'_, T>) -> Option<f64> + Send + Sync + use<T>> {
     FnProperty::new(name, |s: &Inference<'_, T>| Some(s.x[0].to_f64_lossless()))
 }
 
-/// A batch with one row whose columns hold `values`, and data of one zero row.
+/// Builds a batch with one row whose columns hold `values`, and data of one zero row.
 fn batch(values: &[f64]) -> (Mat<f64>, Mat<f64>) {
     let x = Mat::from_fn(1, values.len(), |_, j| values[j]);
     let d = Mat::zeros(1, values.len());
@@ -69,8 +71,14 @@ fn quantile_of_huge_opposite_values_is_finite() {
 #[test]
 fn quantile_rejects_bad_input() {
     assert!(matches!(quantile(&[], 0.5), Err(Error::Empty { .. })));
-    assert!(matches!(quantile(&[1.0], 1.5), Err(Error::InvalidParameter { .. })));
-    assert!(matches!(quantile(&[1.0], f64::NAN), Err(Error::InvalidParameter { .. })));
+    assert!(matches!(
+        quantile(&[1.0], 1.5),
+        Err(Error::InvalidParameter { .. })
+    ));
+    assert!(matches!(
+        quantile(&[1.0], f64::NAN),
+        Err(Error::InvalidParameter { .. })
+    ));
     let error = quantile(&[1.0, f64::NAN], 0.5).unwrap_err();
     assert!(error.to_string().contains("value 1"), "{error}");
 }
@@ -148,14 +156,18 @@ fn quantile_rule_rejects_bad_levels() {
 #[test]
 fn fixed_rule_rejects_invalid_thresholds() {
     let rule = Rule::Fixed(Thresholds { pass: 3.0, warn: 1.0 });
-    let error = Certificate::<f64>::new().with(first_entry("v"), rule).unwrap_err();
+    let error = Certificate::<f64>::new()
+        .with(first_entry("v"), rule)
+        .unwrap_err();
     assert!(matches!(error, Error::InvalidParameter { .. }), "{error}");
 }
 
 #[test]
 fn certificate_rejects_bad_names() {
     let fixed = Rule::Fixed(Thresholds::new(0.0, 1.0).unwrap());
-    let certificate = Certificate::<f64>::new().with(first_entry("v"), fixed.clone()).unwrap();
+    let certificate = Certificate::<f64>::new()
+        .with(first_entry("v"), fixed.clone())
+        .unwrap();
     let error = certificate.with(first_entry("v"), fixed.clone()).unwrap_err();
     assert!(matches!(error, Error::InvalidValue { .. }), "{error}");
     assert!(error.to_string().contains("unique"), "{error}");
@@ -165,7 +177,11 @@ fn certificate_rejects_bad_names() {
             .unwrap_err();
         assert!(matches!(error, Error::InvalidValue { .. }), "{name:?}: {error}");
     }
-    assert!(Certificate::<f64>::new().with(first_entry("box distance ‖x‖"), fixed).is_ok());
+    assert!(
+        Certificate::<f64>::new()
+            .with(first_entry("box distance ‖x‖"), fixed)
+            .is_ok()
+    );
 }
 
 // Calibration and assessment.
@@ -177,7 +193,10 @@ fn calibrate_sets_quantile_thresholds() {
     let mut certificate = Certificate::<f64>::new()
         .with(first_entry("q"), quantile_rule(0.5, 0.4))
         .unwrap()
-        .with(FnProperty::new("fixed", |s: &Inference<'_, f64>| Some(s.x[0])), Rule::Fixed(fixed))
+        .with(
+            FnProperty::new("fixed", |s: &Inference<'_, f64>| Some(s.x[0])),
+            Rule::Fixed(fixed),
+        )
         .unwrap();
     assert!(!certificate.is_calibrated());
     assert_eq!(certificate.thresholds("q"), None);
@@ -224,11 +243,17 @@ fn calibration_pass_share_bounds_for_many_sizes() {
             .with(first_entry("v"), quantile_rule(p, 0.0))
             .unwrap();
         certificate.calibrate(x.as_ref(), d.as_ref(), None).unwrap();
-        let shares = certificate.assess(x.as_ref(), d.as_ref(), None).unwrap().shares(0);
+        let shares = certificate
+            .assess(x.as_ref(), d.as_ref(), None)
+            .unwrap()
+            .shares(0);
         let expected = (((n - 1) as f64 * p).floor() + 1.0) / n as f64;
         assert!((shares.pass - expected).abs() < 1e-12, "n = {n}: {shares:?}");
         assert!(shares.pass > p - p / n as f64, "n = {n}: {shares:?}");
-        assert!(shares.pass <= p + (1.0 - p) / n as f64 + 1e-12, "n = {n}: {shares:?}");
+        assert!(
+            shares.pass <= p + (1.0 - p) / n as f64 + 1e-12,
+            "n = {n}: {shares:?}"
+        );
         assert_eq!(shares.warning, 0.0, "n = {n}: p_warn = 0 leaves no warning band");
     }
 }
@@ -238,16 +263,26 @@ fn calibrate_skips_undefined_values() {
     let residuals = [0.5, 0.1, 0.3];
     let reports: Vec<_> = residuals.iter().map(|&r| report_with_residual(r)).collect();
     let (x, d) = batch(&[0.0, 1.0, 2.0]);
-    let positive = FnProperty::new("positive x", |s: &Inference<'_, f64>| (s.x[0] > 0.0).then_some(s.x[0]));
+    let positive = FnProperty::new("positive x", |s: &Inference<'_, f64>| {
+        (s.x[0] > 0.0).then_some(s.x[0])
+    });
     let mut certificate = Certificate::<f64>::new()
         .with(FixedPointResidual::new("residual"), quantile_rule(0.5, 0.5))
         .unwrap()
         .with(positive, quantile_rule(0.5, 0.0))
         .unwrap();
-    certificate.calibrate(x.as_ref(), d.as_ref(), Some(&reports)).unwrap();
-    assert_eq!(certificate.thresholds("residual"), Some(Thresholds { pass: 0.3, warn: 0.5 }));
+    certificate
+        .calibrate(x.as_ref(), d.as_ref(), Some(&reports))
+        .unwrap();
+    assert_eq!(
+        certificate.thresholds("residual"),
+        Some(Thresholds { pass: 0.3, warn: 0.5 })
+    );
     // Only the values 1 and 2 are defined: the median is 1.5.
-    assert_eq!(certificate.thresholds("positive x"), Some(Thresholds { pass: 1.5, warn: 1.5 }));
+    assert_eq!(
+        certificate.thresholds("positive x"),
+        Some(Thresholds { pass: 1.5, warn: 1.5 })
+    );
     let calibration = certificate.calibration().unwrap();
     assert_eq!(calibration.entries[0].samples, 3);
     assert_eq!(calibration.entries[1].samples, 2);
@@ -258,7 +293,10 @@ fn calibrate_skips_undefined_values() {
     assert_eq!(assessment.label(0, 0), None);
     assert_eq!(assessment.worst_label(0), None);
     assert_eq!(assessment.worst_label(2), Some(Label::Fail));
-    assert_eq!(assessment.table(&[]).lines().nth(1).unwrap(), "0       undefined  undefined");
+    assert_eq!(
+        assessment.table(&[]).lines().nth(1).unwrap(),
+        "0       undefined  undefined"
+    );
 }
 
 #[test]
@@ -296,7 +334,9 @@ fn failed_calibration_keeps_old_thresholds() {
         .with(FixedPointResidual::new("residual"), quantile_rule(0.5, 0.5))
         .unwrap();
     let reports: Vec<_> = [0.1, 0.2, 0.3].map(report_with_residual).to_vec();
-    certificate.calibrate(x.as_ref(), d.as_ref(), Some(&reports)).unwrap();
+    certificate
+        .calibrate(x.as_ref(), d.as_ref(), Some(&reports))
+        .unwrap();
     let before = certificate.thresholds("a");
     let (x2, d2) = batch(&[10.0, 20.0, 30.0]);
     // The residual property is undefined without reports, so this calibration fails as a whole.
@@ -310,9 +350,13 @@ fn assess_labels_new_samples() {
     let mut certificate = Certificate::<f64>::new()
         .with(first_entry("v"), quantile_rule(0.5, 0.25))
         .unwrap()
-        .with(first_entry("fixed"), Rule::Fixed(Thresholds::new(-1.0, 0.0).unwrap()))
+        .with(
+            first_entry("fixed"),
+            Rule::Fixed(Thresholds::new(-1.0, 0.0).unwrap()),
+        )
         .unwrap();
     certificate.calibrate(x.as_ref(), d.as_ref(), None).unwrap();
+
     // pass = 3 (h = 2), warn = 4 (h = 3).
     let (x, d) = batch(&[3.0, 3.5, 4.0, 4.5, f64::NAN, -2.0]);
     let assessment = certificate.assess(x.as_ref(), d.as_ref(), None).unwrap();
@@ -330,6 +374,7 @@ fn assess_labels_new_samples() {
     for (sample, label) in expected.into_iter().enumerate() {
         assert_eq!(assessment.label(0, sample), Some(label), "sample {sample}");
     }
+
     assert_eq!(assessment.value(0, 1), Some(3.5));
     assert_eq!(assessment.value(2, 0), None);
     assert_eq!(assessment.label(0, 6), None);
@@ -337,7 +382,11 @@ fn assess_labels_new_samples() {
     assert_eq!(assessment.label(1, 0), Some(Label::Fail));
     assert_eq!(assessment.worst_label(5), Some(Label::Pass));
     assert_eq!(assessment.worst_label(1), Some(Label::Fail));
-    assert_eq!(assessment.thresholds(0), Some(Thresholds { pass: 3.0, warn: 4.0 }));
+    assert_eq!(
+        assessment.thresholds(0),
+        Some(Thresholds { pass: 3.0, warn: 4.0 })
+    );
+
     let shares = assessment.shares(0);
     assert!((shares.pass - 2.0 / 6.0).abs() < 1e-15, "{shares:?}");
     assert!((shares.warning - 2.0 / 6.0).abs() < 1e-15, "{shares:?}");
@@ -355,21 +404,29 @@ fn assess_requires_calibration() {
     let message = error.to_string();
     assert!(message.contains("sparsity"), "{message}");
     assert!(message.contains("calibrate"), "{message}");
-    assert!(matches!(certificate.calibration(), Err(Error::InvalidModel { .. })));
+    assert!(matches!(
+        certificate.calibration(),
+        Err(Error::InvalidModel { .. })
+    ));
 }
 
 #[test]
 fn batch_shape_errors() {
     let fixed = Rule::Fixed(Thresholds::new(0.0, 1.0).unwrap());
     let mut certificate = Certificate::<f64>::new()
-        .with(L1Of::new("sparsity", Mat::<f64>::identity(2, 2).as_ref()).unwrap(), quantile_rule(0.9, 0.1))
+        .with(
+            L1Of::new("sparsity", Mat::<f64>::identity(2, 2).as_ref()).unwrap(),
+            quantile_rule(0.9, 0.1),
+        )
         .unwrap()
         .with(FixedPointResidual::new("residual"), fixed)
         .unwrap();
     let x = Mat::<f64>::zeros(2, 3);
     let d = Mat::<f64>::zeros(1, 3);
 
-    let error = certificate.calibrate(x.as_ref(), Mat::zeros(1, 2).as_ref(), None).unwrap_err();
+    let error = certificate
+        .calibrate(x.as_ref(), Mat::zeros(1, 2).as_ref(), None)
+        .unwrap_err();
     assert!(matches!(error, Error::ShapeMismatch { .. }), "{error}");
     assert!(error.to_string().contains("3 columns"), "{error}");
 
@@ -379,7 +436,9 @@ fn batch_shape_errors() {
     assert!(matches!(error, Error::Empty { .. }), "{error}");
 
     let reports = vec![report_with_residual(0.1); 2];
-    let error = certificate.calibrate(x.as_ref(), d.as_ref(), Some(&reports)).unwrap_err();
+    let error = certificate
+        .calibrate(x.as_ref(), d.as_ref(), Some(&reports))
+        .unwrap_err();
     assert!(matches!(error, Error::ShapeMismatch { .. }), "{error}");
     assert!(error.to_string().contains("2 reports"), "{error}");
 
@@ -390,7 +449,9 @@ fn batch_shape_errors() {
     assert!(error.to_string().contains("sparsity"), "{error}");
 
     certificate.calibrate(x.as_ref(), d.as_ref(), None).unwrap();
-    let error = certificate.assess(x.as_ref(), Mat::zeros(1, 4).as_ref(), None).unwrap_err();
+    let error = certificate
+        .assess(x.as_ref(), Mat::zeros(1, 4).as_ref(), None)
+        .unwrap_err();
     assert!(matches!(error, Error::ShapeMismatch { .. }), "{error}");
     let error = certificate
         .assess(Mat::zeros(2, 0).as_ref(), Mat::zeros(1, 0).as_ref(), None)
@@ -403,7 +464,10 @@ fn certificate_in_f32() {
     let x = mat![[3.0_f32, -1.0, 0.5], [4.0, 0.0, 0.5]];
     let d = mat![[1.0_f32, 1.0, 1.0]];
     let mut certificate = Certificate::<f32>::new()
-        .with(L1Of::new("l1", Mat::<f32>::identity(2, 2).as_ref()).unwrap(), quantile_rule(0.5, 0.5))
+        .with(
+            L1Of::new("l1", Mat::<f32>::identity(2, 2).as_ref()).unwrap(),
+            quantile_rule(0.5, 0.5),
+        )
         .unwrap()
         .with(
             BoxDistance::new("box", &[0.0_f32, 0.0], &[1.0, 1.0]).unwrap(),
@@ -412,7 +476,10 @@ fn certificate_in_f32() {
         .unwrap();
     certificate.calibrate(x.as_ref(), d.as_ref(), None).unwrap();
     // ‖x‖₁ per column: 7, 1, 1; sorted [1, 1, 7].
-    assert_eq!(certificate.thresholds("l1"), Some(Thresholds { pass: 1.0, warn: 7.0 }));
+    assert_eq!(
+        certificate.thresholds("l1"),
+        Some(Thresholds { pass: 1.0, warn: 7.0 })
+    );
     let assessment = certificate.assess(x.as_ref(), d.as_ref(), None).unwrap();
     // Box distances: ‖[2, 3]‖ = √13, 1, 0.
     let distance = assessment.value(1, 0).unwrap();
@@ -426,9 +493,15 @@ fn certificate_in_f32() {
 fn table_lists_values_and_labels() {
     let (x, d) = batch(&[0.5, 1.5, 2.5]);
     let certificate = Certificate::<f64>::new()
-        .with(first_entry("sparsity"), Rule::Fixed(Thresholds::new(1.0, 2.0).unwrap()))
+        .with(
+            first_entry("sparsity"),
+            Rule::Fixed(Thresholds::new(1.0, 2.0).unwrap()),
+        )
         .unwrap();
-    let table = certificate.assess(x.as_ref(), d.as_ref(), None).unwrap().table(&["a", "b"]);
+    let table = certificate
+        .assess(x.as_ref(), d.as_ref(), None)
+        .unwrap()
+        .table(&["a", "b"]);
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines.len(), 4, "{table}");
     assert_eq!(lines[0], "sample  sparsity");
@@ -440,14 +513,16 @@ fn table_lists_values_and_labels() {
 // Files.
 
 fn calibrated_certificate() -> (Certificate<f64>, Mat<f64>, Mat<f64>) {
-    let values: Vec<f64> = (0..50).map(|i| ((i * 37 % 50) as f64 / 7.0).exp() * 0.1).collect();
+    let values: Vec<f64> = (0..50)
+        .map(|i| ((i * 37 % 50) as f64 / 7.0).exp() * 0.1)
+        .collect();
     let (x, d) = batch(&values);
     let mut certificate = certificate_template();
     certificate.calibrate(x.as_ref(), d.as_ref(), None).unwrap();
     (certificate, x, d)
 }
 
-/// The certificate of `calibrated_certificate` before calibration.
+/// Builds the certificate of `calibrated_certificate` before calibration.
 fn certificate_template() -> Certificate<f64> {
     Certificate::<f64>::new()
         .with(first_entry("sparsity ‖Θx‖₁"), quantile_rule(0.9, 0.07))
@@ -457,7 +532,10 @@ fn certificate_template() -> Certificate<f64> {
             quantile_rule(0.1 + 0.2, 0.6),
         )
         .unwrap()
-        .with(first_entry("fixed"), Rule::Fixed(Thresholds::new(0.1, 1.0 / 3.0).unwrap()))
+        .with(
+            first_entry("fixed"),
+            Rule::Fixed(Thresholds::new(0.1, 1.0 / 3.0).unwrap()),
+        )
         .unwrap()
 }
 
@@ -471,8 +549,18 @@ fn save_load_round_trip_is_exact() {
     let loaded = Calibration::load(&path).unwrap();
     assert_eq!(loaded, calibration);
     for (a, b) in loaded.entries.iter().zip(&calibration.entries) {
-        assert_eq!(a.thresholds.pass.to_bits(), b.thresholds.pass.to_bits(), "{}", a.name);
-        assert_eq!(a.thresholds.warn.to_bits(), b.thresholds.warn.to_bits(), "{}", a.name);
+        assert_eq!(
+            a.thresholds.pass.to_bits(),
+            b.thresholds.pass.to_bits(),
+            "{}",
+            a.name
+        );
+        assert_eq!(
+            a.thresholds.warn.to_bits(),
+            b.thresholds.warn.to_bits(),
+            "{}",
+            a.name
+        );
     }
     assert_eq!(loaded.entries[0].samples, 50);
     assert_eq!(loaded.entries[2].samples, 0);
@@ -512,8 +600,18 @@ fn round_trip_keeps_awkward_floats() {
     calibration.save(&path).unwrap();
     let loaded = Calibration::load(&path).unwrap();
     for (a, b) in loaded.entries.iter().zip(&calibration.entries) {
-        assert_eq!(a.thresholds.pass.to_bits(), b.thresholds.pass.to_bits(), "{}", a.name);
-        assert_eq!(a.thresholds.warn.to_bits(), b.thresholds.warn.to_bits(), "{}", a.name);
+        assert_eq!(
+            a.thresholds.pass.to_bits(),
+            b.thresholds.pass.to_bits(),
+            "{}",
+            a.name
+        );
+        assert_eq!(
+            a.thresholds.warn.to_bits(),
+            b.thresholds.warn.to_bits(),
+            "{}",
+            a.name
+        );
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -577,7 +675,10 @@ fn load_error(dir: &std::path::Path, lines: &[&str]) -> String {
     }
     std::fs::write(&path, text).unwrap();
     match Calibration::load(&path) {
-        Err(Error::InvalidFile { path: error_path, reason }) => {
+        Err(Error::InvalidFile {
+            path: error_path,
+            reason,
+        }) => {
             assert_eq!(error_path, path);
             reason
         }
@@ -605,7 +706,10 @@ fn valid_file_loads() {
     let calibration = Calibration::load(&path).unwrap();
     assert_eq!(calibration.entries.len(), 2);
     assert_eq!(calibration.entries[0].rule, quantile_rule(0.9, 0.05));
-    assert_eq!(calibration.entries[1].rule, Rule::Fixed(Thresholds { pass: 0.0, warn: 1.0 }));
+    assert_eq!(
+        calibration.entries[1].rule,
+        Rule::Fixed(Thresholds { pass: 0.0, warn: 1.0 })
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -613,25 +717,85 @@ fn valid_file_loads() {
 fn malformed_files_are_rejected() {
     let dir = test_dir("malformed");
     let cases: Vec<(&str, Vec<&str>, &str)> = vec![
-        ("wrong header", edited(0, Some("optlayer calibration")), "line 1: expected the header"),
-        ("other version", edited(0, Some("optlayer-certificate-calibration 2")), "version `2`"),
+        (
+            "wrong header",
+            edited(0, Some("optlayer calibration")),
+            "line 1: expected the header",
+        ),
+        (
+            "other version",
+            edited(0, Some("optlayer-certificate-calibration 2")),
+            "version `2`",
+        ),
         ("missing rule", edited(2, None), "line 3: expected `rule"),
         ("missing samples", edited(4, None), "line 5: expected `samples"),
-        ("missing threshold", edited(3, Some("thresholds 1e0")), "line 4: expected `thresholds"),
-        ("bad float", edited(3, Some("thresholds 1e0 2x")), "line 4: the warning threshold `2x` is not a number"),
-        ("bad level", edited(2, Some("rule quantile 0.9.1 5e-2")), "line 3: p_pass"),
-        ("bad rule", edited(6, Some("rule median")), "line 7: expected `rule"),
-        ("NaN threshold", edited(3, Some("thresholds NaN 2e0")), "line 4: invalid pass threshold"),
-        ("infinite threshold", edited(7, Some("thresholds 0e0 inf")), "line 8: invalid warning threshold"),
-        ("pass above warn", edited(3, Some("thresholds 3e0 2e0")), "line 4: invalid warning threshold"),
-        ("invalid levels", edited(2, Some("rule quantile 9e-1 2e-1")), "p_warn"),
+        (
+            "missing threshold",
+            edited(3, Some("thresholds 1e0")),
+            "line 4: expected `thresholds",
+        ),
+        (
+            "bad float",
+            edited(3, Some("thresholds 1e0 2x")),
+            "line 4: the warning threshold `2x` is not a number",
+        ),
+        (
+            "bad level",
+            edited(2, Some("rule quantile 0.9.1 5e-2")),
+            "line 3: p_pass",
+        ),
+        (
+            "bad rule",
+            edited(6, Some("rule median")),
+            "line 7: expected `rule",
+        ),
+        (
+            "NaN threshold",
+            edited(3, Some("thresholds NaN 2e0")),
+            "line 4: invalid pass threshold",
+        ),
+        (
+            "infinite threshold",
+            edited(7, Some("thresholds 0e0 inf")),
+            "line 8: invalid warning threshold",
+        ),
+        (
+            "pass above warn",
+            edited(3, Some("thresholds 3e0 2e0")),
+            "line 4: invalid warning threshold",
+        ),
+        (
+            "invalid levels",
+            edited(2, Some("rule quantile 9e-1 2e-1")),
+            "p_warn",
+        ),
         ("zero samples", edited(4, Some("samples 0")), "0 samples"),
-        ("negative samples", edited(4, Some("samples -1")), "line 5: expected `samples <count>`"),
-        ("duplicate name", edited(5, Some("property a")), "line 6: duplicate property 'a'"),
-        ("empty name", edited(5, Some("property ")), "line 6: invalid property name"),
-        ("unexpected line", edited(5, Some("weights 1 2")), "line 6: expected `property <name>`"),
+        (
+            "negative samples",
+            edited(4, Some("samples -1")),
+            "line 5: expected `samples <count>`",
+        ),
+        (
+            "duplicate name",
+            edited(5, Some("property a")),
+            "line 6: duplicate property 'a'",
+        ),
+        (
+            "empty name",
+            edited(5, Some("property ")),
+            "line 6: invalid property name",
+        ),
+        (
+            "unexpected line",
+            edited(5, Some("weights 1 2")),
+            "line 6: expected `property <name>`",
+        ),
         ("wrong count", edited(9, Some("end 3")), "counts 3 properties"),
-        ("content after end", [VALID.as_slice(), &["property c"]].concat(), "line 11: unexpected content"),
+        (
+            "content after end",
+            [VALID.as_slice(), &["property c"]].concat(),
+            "line 11: unexpected content",
+        ),
         ("truncated", VALID[..7].to_vec(), "truncated"),
         ("truncated before end", VALID[..9].to_vec(), "truncated"),
         ("empty file", vec![], "the file is empty"),
@@ -659,7 +823,12 @@ fn missing_file_is_io_error() {
     let dir = test_dir("missing");
     let path = dir.join("absent.txt");
     let error = Calibration::load(&path).unwrap_err();
-    let Error::Io { path: error_path, source, .. } = &error else {
+    let Error::Io {
+        path: error_path,
+        source,
+        ..
+    } = &error
+    else {
         panic!("expected Error::Io, got {error:?}");
     };
     assert_eq!(error_path, &path);
@@ -680,7 +849,10 @@ fn save_rejects_invalid_calibration() {
     };
     let invalid = [
         CalibrationEntry {
-            thresholds: Thresholds { pass: f64::NAN, warn: 2.0 },
+            thresholds: Thresholds {
+                pass: f64::NAN,
+                warn: 2.0,
+            },
             ..entry.clone()
         },
         CalibrationEntry {
@@ -697,7 +869,9 @@ fn save_rejects_invalid_calibration() {
         },
     ];
     for bad in invalid {
-        let calibration = Calibration { entries: vec![bad.clone()] };
+        let calibration = Calibration {
+            entries: vec![bad.clone()],
+        };
         assert!(calibration.save(&path).is_err(), "{bad:?}");
         assert!(!path.exists(), "{bad:?}");
     }
