@@ -42,9 +42,9 @@ impl Calibration {
     /// Checks every entry.
     ///
     /// # Errors
-    /// [`Error::InvalidValue`] for an invalid or duplicate name;
-    /// [`Error::InvalidParameter`] for an invalid rule or thresholds, fixed thresholds that
-    /// differ from the rule's, or a quantile entry calibrated from 0 samples.
+    /// [`Error::InvalidValue`] naming the entry if its name is invalid or repeated, its rule
+    /// or thresholds are invalid, its thresholds differ from those of its fixed rule, or a
+    /// quantile entry was calibrated from 0 samples.
     pub fn validate(&self) -> Result<()> {
         for (index, entry) in self.entries.iter().enumerate() {
             check_name(&entry.name)?;
@@ -55,9 +55,9 @@ impl Calibration {
                     requirement: "must appear once; remove the duplicate entry".into(),
                 });
             }
-            check_entry(entry).map_err(|reason| Error::InvalidParameter {
-                name: format!("calibration of property '{}'", entry.name),
-                value: entry.thresholds.pass,
+            check_entry(entry).map_err(|reason| Error::InvalidValue {
+                name: "calibration entry".into(),
+                value: entry.name.clone(),
                 requirement: reason,
             })?;
         }

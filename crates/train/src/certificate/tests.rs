@@ -872,7 +872,8 @@ fn save_rejects_invalid_calibration() {
         let calibration = Calibration {
             entries: vec![bad.clone()],
         };
-        assert!(calibration.save(&path).is_err(), "{bad:?}");
+        let error = calibration.save(&path).unwrap_err();
+        assert!(matches!(error, Error::InvalidValue { .. }), "{bad:?}: {error}");
         assert!(!path.exists(), "{bad:?}");
     }
     let duplicate = Calibration {
