@@ -310,8 +310,8 @@ impl<T: Scalar> Checkpoint<T> {
                 line(format!("fallbacks {}", progress.fallbacks));
                 line(format!("fallback_failures {}", progress.fallback_failures));
                 line(format!("seconds {}", progress.seconds));
-                line(format!("contraction {}", join(&progress.contraction)));
-                line(format!("order {}", join(&progress.order)));
+                line(list_line("contraction", &progress.contraction));
+                line(list_line("order", &progress.order));
             }
         }
         line("end".into());
@@ -856,8 +856,15 @@ fn quote(text: &str) -> String {
     format!("{}...", head.escape_debug())
 }
 
-fn join<V: std::fmt::Display>(values: &[V]) -> String {
-    values.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")
+/// Formats `key` followed by `values` separated by spaces, or `key` alone
+/// when there are no values.
+fn list_line<V: std::fmt::Display>(key: &str, values: &[V]) -> String {
+    let mut line = key.to_owned();
+    for value in values {
+        line.push(' ');
+        line.push_str(&value.to_string());
+    }
+    line
 }
 
 fn param_file(index: usize) -> String {
