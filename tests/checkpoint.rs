@@ -1,15 +1,19 @@
-//! Checkpoints of training runs: a run resumed from a checkpoint, after an
+//! Checkpoints of training runs. A run resumed from a checkpoint, after an
 //! interruption or a killed process, ends with the same parameters, bit for
-//! bit, as the run that was not interrupted; and resuming with settings or
-//! a model that do not fit the checkpoint fails with a typed error.
+//! bit, as the run that was not interrupted. Resuming with settings or a
+//! model that do not fit the checkpoint fails with a typed error.
 
 use std::ops::ControlFlow;
 
 use faer::Mat;
 use optlayer::ops::{Dense, IndicatorPoint, L1Norm, LearnableDense};
-use optlayer::problems::sparse_inverse::{SparseInverseConfig, SparseInverseProblem, cast, cast_dataset};
+use optlayer::problems::sparse_inverse::{
+    SparseInverseConfig, SparseInverseProblem, build_model, cast, cast_dataset,
+};
 use optlayer::splittings::{Block, LadmmSteps, LinearizedAdmm, StepRule};
-use optlayer::train::{Adam, AdamConfig, Checkpoint, Dataset, EpochOutcome, EpochReport, TrainConfig, Trainer};
+use optlayer::train::{
+    Adam, AdamConfig, Checkpoint, Dataset, EpochOutcome, EpochReport, TrainConfig, Trainer,
+};
 use optlayer::{Error, ForwardOptions, OptLayer, Parameterized, Scalar};
 use optlayer_testing::temp::TempDir;
 
@@ -103,11 +107,13 @@ fn finish<T: Scalar>(
     problem: &Problem<T>,
 ) -> Vec<EpochReport> {
     trainer
-        .fit(layer, &problem.train, Some(&problem.test), |_| ControlFlow::Continue(()))
+        .fit(layer, &problem.train, Some(&problem.test), |_| {
+            ControlFlow::Continue(())
+        })
         .unwrap()
 }
 
-/// The parameters and every epoch's reports of a run that was not interrupted.
+/// Runs all epochs without interruption and returns Θ and every epoch's report.
 fn uninterrupted<T: Scalar>(problem: &Problem<T>) -> (Mat<T>, Vec<EpochReport>) {
     let mut layer = layer(problem);
     let mut trainer = trainer(&layer);
@@ -134,10 +140,7 @@ fn assert_bitwise_equal<T: Scalar>(found: &Mat<T>, expected: &Mat<T>, case: &str
 
 /// Loads the checkpoint in `dir` into a fresh layer and trainer and runs the
 /// remaining epochs.
-fn resume_and_finish<T: Scalar>(
-    dir: &TempDir,
-    problem: &Problem<T>,
-) -> (Mat<T>, Vec<EpochReport>) {
+fn resume_and_finish<T: Scalar>(dir: &TempDir, problem: &Problem<T>) -> (Mat<T>, Vec<EpochReport>) {
     let checkpoint = Checkpoint::<T>::load(dir.path()).unwrap();
     let mut layer = layer(problem);
     let mut trainer = Trainer::resume(checkpoint, config(), &mut layer, problem.train.len()).unwrap();
@@ -311,7 +314,10 @@ fn resume_rejects_other_seed() {
     let dir = saved_after_epoch(&problem, "checkpoint-seed");
     let mut layer = layer(&problem);
     let error = resume_error(&dir, TrainConfig { seed: 6, ..config() }, &mut layer, 20);
-    assert!(matches!(error, Error::InvalidValue { ref name, .. } if name == "seed"), "{error}");
+    assert!(
+        matches!(error, Error::InvalidValue { ref name, .. } if name == "seed"),
+        "{error}"
+    );
     let message = error.to_string();
     assert!(message.contains("'6'"), "{message}");
     assert!(message.contains("seed 5"), "{message}");
@@ -331,7 +337,10 @@ fn resume_rejects_other_batch_size() {
         &mut layer,
         20,
     );
-    assert!(matches!(error, Error::InvalidValue { ref name, .. } if name == "batch size"), "{error}");
+    assert!(
+        matches!(error, Error::InvalidValue { ref name, .. } if name == "batch size"),
+        "{error}"
+    );
     let message = error.to_string();
     assert!(message.contains("'4'"), "{message}");
     assert!(message.contains("batch size 8"), "{message}");
@@ -366,7 +375,10 @@ fn resume_rejects_other_param_names() {
     let message = error.to_string();
     assert!(message.contains("theta"), "{message}");
     assert!(message.contains("phi"), "{message}");
-    assert!(other.param(0).to_owned() == before, "a rejected resume changed the layer");
+    assert!(
+        other.param(0).to_owned() == before,
+        "a rejected resume changed the layer"
+    );
 }
 
 #[test]
@@ -388,9 +400,13 @@ fn load_rejects_other_scalar_type() {
 fn resume_extends_epochs() {
     // A run of 3 epochs resumed with `epochs: 4` equals a run of 4 epochs.
     let problem = problem::<f64>();
-    let four = TrainConfig { epochs: 4, ..config() };
+    let four = TrainConfig {
+        epochs: 4,
+        ..config()
+    };
     let mut expected_layer = layer(&problem);
-    let mut expected_trainer = Trainer::new(four.clone(), trainer(&expected_layer).optimizer().clone()).unwrap();
+    let mut expected_trainer =
+        Trainer::new(four.clone(), trainer(&expected_layer).optimizer().clone()).unwrap();
     finish(&mut expected_trainer, &mut expected_layer, &problem);
 
     let dir = TempDir::new("checkpoint-extend");
@@ -412,4 +428,42 @@ fn resume_extends_epochs() {
         &expected_layer.param(0).to_owned(),
         "extended to 4 epochs",
     );
+}
+
+#[test]
+fn normalized_theta_resumes_to_tolerance() {
+    // Θ kept at unit spectral norm: each normalization warm-starts power
+    // iteration from a vector that a checkpoint does not contain, so the
+    // resumed run matches only to the tolerance of the norm estimate.
+    let problem = problem::<f64>();
+    let steps = LadmmSteps {
+        alpha: 0.5,
+        beta: 1.0 / (1.0 + problem.a.as_ref().singular_values().unwrap()[0]),
+        lambda: 1.0,
+    };
+    let normalized = || {
+        OptLayer::new(
+            build_model::<f64>(&problem.theta0, &problem.a, steps).unwrap(),
+            forward(),
+        )
+        .unwrap()
+    };
+    let mut expected = normalized();
+    let mut expected_trainer = trainer(&expected);
+    finish(&mut expected_trainer, &mut expected, &problem);
+
+    let dir = TempDir::new("checkpoint-normalized");
+    {
+        let mut layer = normalized();
+        let mut trainer = trainer(&layer);
+        trainer.run_epoch(&mut layer, &problem.train, None).unwrap();
+        trainer.checkpoint(&layer).save(dir.path()).unwrap();
+    }
+    let mut layer = normalized();
+    let checkpoint = Checkpoint::<f64>::load(dir.path()).unwrap();
+    let mut trainer = Trainer::resume(checkpoint, config(), &mut layer, problem.train.len()).unwrap();
+    finish(&mut trainer, &mut layer, &problem);
+    let difference = (layer.param(0) - expected.param(0)).norm_max();
+    eprintln!("largest difference after resume with normalization: {difference:e}");
+    assert!(difference < 1e-6, "difference {difference:e}");
 }

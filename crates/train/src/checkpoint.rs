@@ -4,11 +4,12 @@
 //! whose one line names a snapshot folder `DIR/snapshot-<epoch>-<batch>-<counter>`.
 //! A snapshot contains
 //!
-//! - `state.txt`: the scalar state as `key value` lines in a fixed order
-//!   (format version, dtype, epochs completed, seed, batch size, training set
-//!   length, the ChaCha8 generator's seed, stream and word position, the Adam
-//!   settings and step count, the parameter names and shapes, and the epoch in
-//!   progress with its sample order and accumulators), ending in `end`;
+//! - `state.txt`: the scalar state as `key value` lines in a fixed order,
+//!   ending in `end`. The lines contain the format version, the dtype, the
+//!   epochs completed, the seed, the batch size, the training set length, the
+//!   ChaCha8 generator's seed, stream and word position, the Adam settings and
+//!   step count, the parameter names and shapes, and the epoch in progress with
+//!   its sample order and accumulators.
 //! - `param-<i>.npy`, `adam-m-<i>.npy` and `adam-v-<i>.npy`: parameter `i`
 //!   and its Adam first and second moments, in the order of `state.txt`.
 //!
@@ -76,10 +77,11 @@ impl RngState {
     }
 }
 
-/// The complete state of a training run between two batches: the epochs
-/// completed, the epoch in progress if any, the parameters by name, the Adam
-/// state, the position of the shuffling generator, the seed, the batch size
-/// and the training set length.
+/// The complete state of a training run between two batches.
+///
+/// It contains the epochs completed, the epoch in progress if any, the
+/// parameters by name, the Adam state, the position of the shuffling
+/// generator, the seed, the batch size and the training set length.
 ///
 /// [`Trainer::checkpoint`] takes one, [`save`](Self::save) and
 /// [`load`](Self::load) store it, and [`Trainer::resume`] continues the run.
@@ -169,12 +171,14 @@ impl<T: Scalar> Checkpoint<T> {
                 return Err(Error::InvalidValue {
                     name: "parameter name".into(),
                     value: name.escape_debug().to_string(),
-                    requirement: "must not contain a line break to be saved in a checkpoint; rename the parameter"
-                        .into(),
+                    requirement:
+                        "must not contain a line break to be saved in a checkpoint; rename the parameter"
+                            .into(),
                 });
             }
         }
-        fs::create_dir_all(dir).map_err(|source| io_error("failed to create the checkpoint folder", dir, source))?;
+        fs::create_dir_all(dir)
+            .map_err(|source| io_error("failed to create the checkpoint folder", dir, source))?;
         let (name, snapshot) = self.create_snapshot_dir(dir)?;
         if let Err(error) = self.write_snapshot(&snapshot) {
             let _ = fs::remove_dir_all(&snapshot);
@@ -207,8 +211,13 @@ impl<T: Scalar> Checkpoint<T> {
             ));
         }
         let pointer = dir.join(POINTER_FILE);
-        let text = fs::read_to_string(&pointer)
-            .map_err(|source| io_error("no checkpoint to load: failed to read the pointer file", &pointer, source))?;
+        let text = fs::read_to_string(&pointer).map_err(|source| {
+            io_error(
+                "no checkpoint to load: failed to read the pointer file",
+                &pointer,
+                source,
+            )
+        })?;
         let name = text.trim_end_matches('\n');
         let valid_name = name.starts_with(SNAPSHOT_PREFIX)
             && !name.contains(['/', '\\', '\n', '\r'])
@@ -258,8 +267,14 @@ impl<T: Scalar> Checkpoint<T> {
     fn write_snapshot(&self, snapshot: &Path) -> Result<()> {
         for (index, (_, value)) in self.params.iter().enumerate() {
             npy::write_matrix(&snapshot.join(param_file(index)), value.as_ref())?;
-            npy::write_matrix(&snapshot.join(first_moment_file(index)), self.adam.first_moment[index].as_ref())?;
-            npy::write_matrix(&snapshot.join(second_moment_file(index)), self.adam.second_moment[index].as_ref())?;
+            npy::write_matrix(
+                &snapshot.join(first_moment_file(index)),
+                self.adam.first_moment[index].as_ref(),
+            )?;
+            npy::write_matrix(
+                &snapshot.join(second_moment_file(index)),
+                self.adam.second_moment[index].as_ref(),
+            )?;
         }
         write_atomic(&snapshot.join(STATE_FILE), self.format_state().as_bytes())?;
         sync_dir(snapshot)
@@ -292,11 +307,18 @@ impl<T: Scalar> Checkpoint<T> {
         line(format!("adam_beta2 {}", adam.beta2));
         line(format!("adam_eps {}", adam.eps));
         line(format!("adam_weight_decay {}", adam.weight_decay));
-        line(format!("adam_decoupled_weight_decay {}", adam.decoupled_weight_decay));
+        line(format!(
+            "adam_decoupled_weight_decay {}",
+            adam.decoupled_weight_decay
+        ));
         line(format!("adam_steps {}", self.adam.steps));
         line(format!("params {}", self.params.len()));
         for (index, (name, value)) in self.params.iter().enumerate() {
-            line(format!("param {index} {} {} {name}", value.nrows(), value.ncols()));
+            line(format!(
+                "param {index} {} {} {name}",
+                value.nrows(),
+                value.ncols()
+            ));
         }
         match &self.progress {
             None => line("partial_epoch none".into()),
@@ -619,18 +641,25 @@ impl<'a> StateReader<'a> {
     fn word(&mut self, word: &str) -> Result<()> {
         let Some((index, text)) = self.lines.next() else {
             self.line += 1;
-            return Err(self.error(format!("expected `{word}`, found the end of the file; the file is truncated")));
+            return Err(self.error(format!(
+                "expected `{word}`, found the end of the file; the file is truncated"
+            )));
         };
         self.line = index + 1;
-        self.ensure(text == word, || format!("expected `{word}`, found `{}`", quote(text)))
+        self.ensure(text == word, || {
+            format!("expected `{word}`, found `{}`", quote(text))
+        })
     }
 
     /// Reads the next line as `key value` and parses the value.
     fn parse<V: FromStr>(&mut self, key: &str, expected: &str) -> Result<V> {
         let value = self.field(key, expected)?;
-        value
-            .parse()
-            .map_err(|_| self.error(format!("expected `{key} {expected}`, found `{key} {}`", quote(value))))
+        value.parse().map_err(|_| {
+            self.error(format!(
+                "expected `{key} {expected}`, found `{key} {}`",
+                quote(value)
+            ))
+        })
     }
 
     /// Reads the next line as `key none` or `key <value>`.
@@ -640,10 +669,12 @@ impl<'a> StateReader<'a> {
         if value == "none" {
             return Ok(None);
         }
-        value
-            .parse()
-            .map(Some)
-            .map_err(|_| self.error(format!("expected `{key} {expected}`, found `{key} {}`", quote(value))))
+        value.parse().map(Some).map_err(|_| {
+            self.error(format!(
+                "expected `{key} {expected}`, found `{key} {}`",
+                quote(value)
+            ))
+        })
     }
 
     /// Reads the next line as `key` followed by values separated by spaces.
@@ -671,7 +702,11 @@ impl<'a> StateReader<'a> {
 
     /// Checks a condition between values already read, naming the last line.
     fn ensure(&self, condition: bool, reason: impl FnOnce() -> String) -> Result<()> {
-        if condition { Ok(()) } else { Err(self.error(reason())) }
+        if condition {
+            Ok(())
+        } else {
+            Err(self.error(reason()))
+        }
     }
 }
 
@@ -681,14 +716,22 @@ fn parse_state<T: Scalar>(text: &str, path: &Path) -> Result<ParsedState> {
     let mut reader = StateReader::new(text, path);
     let first = reader.field("optlayer-checkpoint", "1")?;
     reader.ensure(first == "1", || {
-        format!("expected `{FORMAT_LINE}`, found format version `{}`", quote(first))
+        format!(
+            "expected `{FORMAT_LINE}`, found format version `{}`",
+            quote(first)
+        )
     })?;
     let dtype = reader.field("dtype", "'<f4' or '<f8'")?;
     if dtype != T::NPY_DESCR {
         let saved = match dtype {
             "<f4" => "f32",
             "<f8" => "f64",
-            _ => return Err(reader.error(format!("expected `dtype <f4` or `dtype <f8`, found `dtype {}`", quote(dtype)))),
+            _ => {
+                return Err(reader.error(format!(
+                    "expected `dtype <f4` or `dtype <f8`, found `dtype {}`",
+                    quote(dtype)
+                )));
+            }
         };
         return Err(Error::InvalidValue {
             name: "checkpoint scalar type".into(),
@@ -705,7 +748,9 @@ fn parse_state<T: Scalar>(text: &str, path: &Path) -> Result<ParsedState> {
     let batch_size: usize = reader.parse("batch_size", "<positive integer>")?;
     reader.ensure(batch_size > 0, || "the batch size must be at least 1".into())?;
     let train_len: Option<usize> = reader.parse_optional("train_len", "<positive integer>")?;
-    reader.ensure(train_len != Some(0), || "the training set length must be at least 1".into())?;
+    reader.ensure(train_len != Some(0), || {
+        "the training set length must be at least 1".into()
+    })?;
 
     let rng = parse_rng(&mut reader, seed)?;
     let adam_config = AdamConfig {
@@ -726,7 +771,10 @@ fn parse_state<T: Scalar>(text: &str, path: &Path) -> Result<ParsedState> {
         let parts: Vec<&str> = text.splitn(4, ' ').collect();
         let numbers: Option<Vec<usize>> = parts.iter().take(3).map(|part| part.parse().ok()).collect();
         let (Some(numbers), Some(name)) = (numbers.filter(|n| n.len() == 3), parts.get(3)) else {
-            return Err(reader.error(format!("expected `param {expected}`, found `param {}`", quote(text))));
+            return Err(reader.error(format!(
+                "expected `param {expected}`, found `param {}`",
+                quote(text)
+            )));
         };
         reader.ensure(numbers[0] == index, || {
             format!("expected parameter index {index}, found {}", numbers[0])
@@ -741,7 +789,10 @@ fn parse_state<T: Scalar>(text: &str, path: &Path) -> Result<ParsedState> {
     reader.word("end")?;
     if let Some((index, extra)) = reader.lines.next() {
         reader.line = index + 1;
-        return Err(reader.error(format!("expected the end of the file after `end`, found `{}`", quote(extra))));
+        return Err(reader.error(format!(
+            "expected the end of the file after `end`, found `{}`",
+            quote(extra)
+        )));
     }
     Ok(ParsedState {
         epoch,
@@ -769,13 +820,18 @@ fn parse_rng(reader: &mut StateReader<'_>, seed: u64) -> Result<RngState> {
         })
         .flatten();
     let Some(bytes) = bytes else {
-        return Err(reader.error(format!("expected `rng_seed <64 hexadecimal digits>`, found `rng_seed {}`", quote(hex))));
+        return Err(reader.error(format!(
+            "expected `rng_seed <64 hexadecimal digits>`, found `rng_seed {}`",
+            quote(hex)
+        )));
     };
     let mut rng_seed = [0u8; 32];
     rng_seed.copy_from_slice(&bytes);
     let expected_seed = ChaCha8Rng::seed_from_u64(seed).get_seed();
     reader.ensure(rng_seed == expected_seed, || {
-        format!("the generator seed is not the one that the run's seed {seed} gives; the file was edited or mixed")
+        format!(
+            "the generator seed is not the one that the run's seed {seed} gives; the file was edited or mixed"
+        )
     })?;
     Ok(RngState {
         seed: rng_seed,
@@ -811,7 +867,9 @@ fn parse_progress(
     let samples_done: usize = reader.parse("samples_done", "<integer>")?;
     let expected_samples = batches_done.saturating_mul(batch_size).min(len);
     reader.ensure(samples_done == expected_samples, || {
-        format!("{samples_done} samples done, but {batches_done} batches of {batch_size} make {expected_samples}")
+        format!(
+            "{samples_done} samples done, but {batches_done} batches of {batch_size} make {expected_samples}"
+        )
     })?;
     let mut progress = EpochProgress {
         epoch: partial_epoch,
@@ -930,5 +988,298 @@ fn io_error(action: &str, path: &Path, source: io::Error) -> Error {
         action: action.to_owned(),
         path: path.to_path_buf(),
         source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A folder under the system temporary folder for one test, removed when dropped.
+    struct TestDir(PathBuf);
+
+    impl TestDir {
+        fn new(name: &str) -> Self {
+            let path =
+                std::env::temp_dir().join(format!("optlayer-checkpoint-{}-{name}", std::process::id()));
+            let _ = fs::remove_dir_all(&path);
+            Self(path)
+        }
+    }
+
+    impl Drop for TestDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// A checkpoint taken in batch 2 of epoch 3, with two parameters.
+    fn sample<T: Scalar>() -> Checkpoint<T> {
+        let mut rng = ChaCha8Rng::seed_from_u64(42);
+        let mut order: Vec<usize> = (0..10).collect();
+        rand::seq::SliceRandom::shuffle(order.as_mut_slice(), &mut rng);
+        let theta = Mat::from_fn(3, 2, |i, j| T::lit(0.1 * i as f64 - 0.37 * j as f64 + 1.0 / 3.0));
+        let bias = Mat::from_fn(3, 1, |i, _| T::lit(-(i as f64) / 7.0));
+        let adam = AdamState {
+            config: AdamConfig {
+                learning_rate: 0.1 / 3.0,
+                ..AdamConfig::default()
+            },
+            steps: 11,
+            first_moment: vec![theta.clone() * faer::Scale(T::lit(0.5)), bias.clone()],
+            second_moment: vec![
+                Mat::from_fn(3, 2, |i, j| T::lit((i + j) as f64 / 9.0)),
+                Mat::from_fn(3, 1, |i, _| T::lit(i as f64 * 1e-30)),
+            ],
+        };
+        Checkpoint {
+            epoch: 2,
+            seed: 42,
+            batch_size: 4,
+            train_len: Some(10),
+            rng: RngState::capture(&rng),
+            params: vec![("theta".into(), theta), ("bias term".into(), bias)],
+            adam,
+            progress: Some(EpochProgress {
+                epoch: 3,
+                order,
+                batches_done: 2,
+                samples_done: 8,
+                loss_sum: 0.1 + 0.2,
+                iteration_sum: 321,
+                converged: 7,
+                contraction: vec![0.9, f64::NAN],
+                fallbacks: 1,
+                fallback_failures: 0,
+                seconds: 1.0 / 3.0,
+            }),
+        }
+    }
+
+    /// Returns the snapshot folder that the pointer names.
+    fn snapshot(dir: &Path) -> PathBuf {
+        let name = fs::read_to_string(dir.join(POINTER_FILE)).unwrap();
+        dir.join(name.trim_end())
+    }
+
+    fn snapshot_names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .filter(|name| name.starts_with(SNAPSHOT_PREFIX))
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Asserts that two checkpoints are equal, comparing the NaN contraction
+    /// estimate of `sample` by its bits.
+    fn assert_same<T: Scalar>(found: &Checkpoint<T>, expected: &Checkpoint<T>) {
+        let mut found = found.clone();
+        let mut expected = expected.clone();
+        let found_progress = found.progress.as_mut().unwrap();
+        let expected_progress = expected.progress.as_mut().unwrap();
+        let bits = |values: &[f64]| values.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(
+            bits(&found_progress.contraction),
+            bits(&expected_progress.contraction)
+        );
+        found_progress.contraction.clear();
+        expected_progress.contraction.clear();
+        assert_eq!(found, expected);
+    }
+
+    fn round_trip<T: Scalar>() {
+        let dir = TestDir::new(&format!("round-trip-{}", T::NAME));
+        let checkpoint = sample::<T>();
+        assert!(!Checkpoint::<T>::exists(&dir.0));
+        checkpoint.save(&dir.0).unwrap();
+        assert!(Checkpoint::<T>::exists(&dir.0));
+        let loaded = Checkpoint::<T>::load(&dir.0).unwrap();
+        assert_same(&loaded, &checkpoint);
+        assert_eq!(loaded.in_progress(), Some((3, 2)));
+        assert_eq!(
+            loaded.param("bias term").unwrap(),
+            checkpoint.params[1].1.as_ref()
+        );
+        assert!(loaded.param("missing").is_none());
+        // The generator continues where the saved one stopped.
+        let mut original = checkpoint.rng.restore();
+        let mut restored = loaded.rng.restore();
+        assert_eq!(
+            rand::Rng::random::<u64>(&mut original),
+            rand::Rng::random::<u64>(&mut restored)
+        );
+    }
+
+    #[test]
+    fn save_load_round_trip_f64() {
+        round_trip::<f64>();
+    }
+
+    #[test]
+    fn save_load_round_trip_f32() {
+        round_trip::<f32>();
+    }
+
+    #[test]
+    fn saving_twice_keeps_one_snapshot() {
+        let dir = TestDir::new("twice");
+        let mut checkpoint = sample::<f64>();
+        checkpoint.save(&dir.0).unwrap();
+        let first = snapshot_names(&dir.0);
+        checkpoint.epoch = 3;
+        checkpoint.progress = None;
+        checkpoint.save(&dir.0).unwrap();
+        let second = snapshot_names(&dir.0);
+        assert_eq!(first.len(), 1);
+        assert_eq!(second.len(), 1);
+        assert_ne!(first, second);
+        assert_eq!(Checkpoint::<f64>::load(&dir.0).unwrap(), checkpoint);
+    }
+
+    #[test]
+    fn leftover_partial_snapshot_is_ignored() {
+        let dir = TestDir::new("leftover");
+        let checkpoint = sample::<f64>();
+        checkpoint.save(&dir.0).unwrap();
+        // A save killed before its pointer update leaves a partial folder.
+        let leftover = dir.0.join("snapshot-9-0-57");
+        fs::create_dir(&leftover).unwrap();
+        fs::write(leftover.join(STATE_FILE), "optlayer-checkpoint 1\ndtype <f8\nepo").unwrap();
+        assert_same(&Checkpoint::<f64>::load(&dir.0).unwrap(), &checkpoint);
+
+        checkpoint.save(&dir.0).unwrap();
+        let names = snapshot_names(&dir.0);
+        assert_eq!(names.len(), 1, "{names:?}");
+        assert!(
+            names[0].ends_with("-58"),
+            "the counter must pass the leftover's: {names:?}"
+        );
+    }
+
+    #[test]
+    fn missing_folder_or_pointer_is_io_error() {
+        let dir = TestDir::new("missing");
+        let error = Checkpoint::<f64>::load(&dir.0).unwrap_err();
+        assert!(matches!(error, Error::Io { .. }), "{error}");
+        assert!(error.to_string().contains("no checkpoint"), "{error}");
+        assert!(
+            error.to_string().contains(&dir.0.display().to_string()),
+            "{error}"
+        );
+
+        fs::create_dir_all(&dir.0).unwrap();
+        let error = Checkpoint::<f64>::load(&dir.0).unwrap_err();
+        assert!(matches!(error, Error::Io { .. }), "{error}");
+        assert!(error.to_string().contains("no checkpoint"), "{error}");
+        assert!(error.to_string().contains(POINTER_FILE), "{error}");
+    }
+
+    /// Saves `sample`, applies `edit` to its state file, and returns the load error.
+    fn load_error_after(name: &str, edit: impl FnOnce(String) -> String) -> (Error, PathBuf) {
+        let dir = TestDir::new(name);
+        sample::<f64>().save(&dir.0).unwrap();
+        let state = snapshot(&dir.0).join(STATE_FILE);
+        let text = fs::read_to_string(&state).unwrap();
+        fs::write(&state, edit(text)).unwrap();
+        (Checkpoint::<f64>::load(&dir.0).unwrap_err(), state)
+    }
+
+    #[test]
+    fn truncated_state_is_invalid_file() {
+        for cut in [10, 200, 400] {
+            let (error, state) = load_error_after(&format!("truncated-{cut}"), |text| text[..cut].to_owned());
+            assert!(
+                matches!(error, Error::InvalidFile { ref path, .. } if *path == state),
+                "{error}"
+            );
+            assert!(error.to_string().contains("line "), "{error}");
+        }
+        let (error, _) = load_error_after("truncated-end", |text| text.replace("end\n", ""));
+        assert!(error.to_string().contains("expected `end`"), "{error}");
+        assert!(error.to_string().contains("end of the file"), "{error}");
+    }
+
+    #[test]
+    fn malformed_field_names_line_and_expected() {
+        let (error, _) = load_error_after("malformed-seed", |text| text.replace("seed 42", "seed forty-two"));
+        assert!(matches!(error, Error::InvalidFile { .. }), "{error}");
+        let message = error.to_string();
+        assert!(message.contains("line 4"), "{message}");
+        assert!(message.contains("seed <unsigned 64-bit integer>"), "{message}");
+        assert!(message.contains("forty-two"), "{message}");
+
+        let (error, _) = load_error_after("malformed-order", |text| text.replace("order ", "order 99 "));
+        assert!(error.to_string().contains("sample order"), "{error}");
+
+        let (error, _) = load_error_after("malformed-rng", |text| text.replace("seed 42\n", "seed 43\n"));
+        assert!(error.to_string().contains("generator seed"), "{error}");
+
+        let (error, _) = load_error_after("malformed-moment", |text| {
+            text.replace("adam_beta1 0.9", "adam_beta1 1.5")
+        });
+        assert!(error.to_string().contains("beta1"), "{error}");
+    }
+
+    #[test]
+    fn missing_npy_is_io_error() {
+        let dir = TestDir::new("missing-npy");
+        sample::<f64>().save(&dir.0).unwrap();
+        let file = snapshot(&dir.0).join(second_moment_file(1));
+        fs::remove_file(&file).unwrap();
+        let error = Checkpoint::<f64>::load(&dir.0).unwrap_err();
+        assert!(
+            matches!(error, Error::Io { ref path, .. } if *path == file),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn wrong_shape_npy_is_shape_mismatch() {
+        let dir = TestDir::new("shape-npy");
+        sample::<f64>().save(&dir.0).unwrap();
+        let file = snapshot(&dir.0).join(param_file(0));
+        npy::write_matrix(&file, Mat::<f64>::zeros(2, 3).as_ref()).unwrap();
+        let error = Checkpoint::<f64>::load(&dir.0).unwrap_err();
+        assert!(matches!(error, Error::ShapeMismatch { .. }), "{error}");
+        assert!(error.to_string().contains("3 x 2"), "{error}");
+        assert!(error.to_string().contains("2 x 3"), "{error}");
+    }
+
+    #[test]
+    fn wrong_dtype_npy_is_invalid_file() {
+        let dir = TestDir::new("dtype-npy");
+        sample::<f64>().save(&dir.0).unwrap();
+        let file = snapshot(&dir.0).join(first_moment_file(0));
+        npy::write_matrix(&file, Mat::<f32>::zeros(3, 2).as_ref()).unwrap();
+        let error = Checkpoint::<f64>::load(&dir.0).unwrap_err();
+        assert!(
+            matches!(error, Error::InvalidFile { ref path, .. } if *path == file),
+            "{error}"
+        );
+        assert!(error.to_string().contains("<f4"), "{error}");
+        assert!(error.to_string().contains("f64"), "{error}");
+    }
+
+    #[test]
+    fn f32_checkpoint_loaded_as_f64_is_rejected() {
+        let dir = TestDir::new("dtype-state");
+        sample::<f32>().save(&dir.0).unwrap();
+        let error = Checkpoint::<f64>::load(&dir.0).unwrap_err();
+        assert!(matches!(error, Error::InvalidValue { .. }), "{error}");
+        assert!(error.to_string().contains("f32"), "{error}");
+        assert!(error.to_string().contains("must be f64"), "{error}");
+    }
+
+    #[test]
+    fn name_with_line_break_rejected_on_save() {
+        let dir = TestDir::new("line-break");
+        let mut checkpoint = sample::<f64>();
+        checkpoint.params[0].0 = "two\nlines".into();
+        let error = checkpoint.save(&dir.0).unwrap_err();
+        assert!(matches!(error, Error::InvalidValue { .. }), "{error}");
+        assert!(error.to_string().contains("two\\nlines"), "{error}");
+        assert!(!Checkpoint::<f64>::exists(&dir.0));
     }
 }
