@@ -1,7 +1,7 @@
 //! The Adam optimizer with weight decay.
 
 use faer::Mat;
-use optlayer_core::validate::{check_nonnegative, check_positive};
+use optlayer_core::validate::{check_finite, check_nonnegative, check_positive};
 use optlayer_core::{
     Error, Gradients, Parameterized, Result, Scalar, check_gradients, check_grads_shape, restore_params,
     snapshot_params,
@@ -61,6 +61,31 @@ impl AdamConfig {
     }
 }
 
+/// The state of an [`Adam`] optimizer: everything its next steps depend on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdamState<T: Scalar> {
+    /// The settings, including a learning rate changed by a schedule.
+    pub config: AdamConfig,
+    /// Steps taken, which set the bias corrections.
+    pub steps: u64,
+    /// First-moment estimates, one per parameter in the model's order.
+    pub first_moment: Vec<Mat<T>>,
+    /// Second-moment estimates, one per parameter in the model's order.
+    pub second_moment: Vec<Mat<T>>,
+}
+
+/// Returns the position and value of the first negative entry of `m`.
+fn first_negative<T: Scalar>(m: &Mat<T>) -> Option<(usize, usize, f64)> {
+    for col in 0..m.ncols() {
+        for row in 0..m.nrows() {
+            if m[(row, col)] < T::zero() {
+                return Some((row, col, m[(row, col)].to_f64_lossless()));
+            }
+        }
+    }
+    None
+}
+
 /// Adam (Kingma and Ba, "Adam: A Method for Stochastic Optimization", ICLR
 /// 2015) with bias correction and optional weight decay.
 #[derive(Clone, Debug)]
@@ -110,6 +135,59 @@ impl<T: Scalar> Adam<T> {
         check_positive("learning rate", learning_rate)?;
         self.config.learning_rate = learning_rate;
         Ok(())
+    }
+
+    /// Returns a copy of the optimizer's state, for checkpoints.
+    pub fn state(&self) -> AdamState<T> {
+        AdamState {
+            config: self.config,
+            steps: self.steps,
+            first_moment: self.first_moment.clone(),
+            second_moment: self.second_moment.clone(),
+        }
+    }
+
+    /// Creates the optimizer from a state returned by [`state`](Self::state),
+    /// so that its next step equals the next step of the optimizer it was
+    /// taken from, bit for bit.
+    ///
+    /// # Errors
+    /// - [`Error::InvalidParameter`] when the settings are invalid or a
+    ///   second-moment entry is negative;
+    /// - [`Error::ShapeMismatch`] when the moments are not one matrix per
+    ///   parameter of `model` with the parameter's shape;
+    /// - [`Error::NonFiniteInput`] when a moment has a NaN or infinite entry.
+    pub fn from_state<P: Parameterized<T> + ?Sized>(state: AdamState<T>, model: &P) -> Result<Self> {
+        state.config.validate()?;
+        for (what, moments) in [("first", &state.first_moment), ("second", &state.second_moment)] {
+            if let Err(error) = check_grads_shape(model, moments) {
+                return Err(Error::ShapeMismatch {
+                    what: format!("Adam {what} moments"),
+                    expected: "one matrix per parameter of the model, of the parameter's shape".into(),
+                    found: format!(
+                        "moments that do not fit ({error}); restore the state with the model it was taken from"
+                    ),
+                });
+            }
+        }
+        for (index, (m, v)) in state.first_moment.iter().zip(&state.second_moment).enumerate() {
+            let name = model.param_info(index).name;
+            check_finite(&format!("Adam first moment of '{name}'"), m.as_ref())?;
+            check_finite(&format!("Adam second moment of '{name}'"), v.as_ref())?;
+            if let Some((row, col, value)) = first_negative(v) {
+                return Err(Error::InvalidParameter {
+                    name: format!("Adam second moment of '{name}' at ({row}, {col})"),
+                    value,
+                    requirement: "must not be negative, because it averages squared gradients".into(),
+                });
+            }
+        }
+        Ok(Self {
+            config: state.config,
+            first_moment: state.first_moment,
+            second_moment: state.second_moment,
+            steps: state.steps,
+        })
     }
 
     /// Updates the parameters of `model` with `grads` and calls
@@ -356,6 +434,74 @@ mod tests {
         let error = adam.step(&mut larger, &grads).unwrap_err();
         assert!(error.to_string().contains("Adam moments"), "{error}");
         assert_eq!(larger.w, Mat::<f64>::zeros(3, 1));
+    }
+
+    #[test]
+    fn state_round_trip_is_exact() {
+        let mut model = Quadratic {
+            w: Mat::from_fn(2, 1, |i, _| 0.3 - i as f64),
+        };
+        let config = AdamConfig {
+            learning_rate: 0.07,
+            weight_decay: 0.01,
+            ..AdamConfig::default()
+        };
+        let mut adam = Adam::new(config, &model).unwrap();
+        let mut grads = Gradients::zeros_for(&model);
+        let set_grads = |grads: &mut Gradients<f64>, w: &Mat<f64>| {
+            grads.tensors_mut()[0][(0, 0)] = w[(0, 0)] - 2.0;
+            grads.tensors_mut()[0][(1, 0)] = 3.0 * w[(1, 0)] + 1.0 / 3.0;
+        };
+        for _ in 0..5 {
+            set_grads(&mut grads, &model.w);
+            adam.step(&mut model, &grads).unwrap();
+        }
+        let state = adam.state();
+        assert_eq!(state.steps, 5);
+        let mut restored = Adam::from_state(state.clone(), &model).unwrap();
+        assert_eq!(restored.state(), state);
+
+        let mut copy = Quadratic { w: model.w.clone() };
+        for _ in 0..5 {
+            set_grads(&mut grads, &model.w);
+            adam.step(&mut model, &grads).unwrap();
+            set_grads(&mut grads, &copy.w);
+            restored.step(&mut copy, &grads).unwrap();
+        }
+        assert_eq!(copy.w[(0, 0)].to_bits(), model.w[(0, 0)].to_bits());
+        assert_eq!(copy.w[(1, 0)].to_bits(), model.w[(1, 0)].to_bits());
+        assert_eq!(restored.state(), adam.state());
+    }
+
+    #[test]
+    fn invalid_state_rejected() {
+        let model = Quadratic { w: Mat::zeros(2, 1) };
+        let state = Adam::new(AdamConfig::default(), &model).unwrap().state();
+
+        let mut wrong_shape = state.clone();
+        wrong_shape.first_moment[0] = Mat::zeros(3, 1);
+        let error = Adam::from_state(wrong_shape, &model).unwrap_err();
+        assert!(matches!(error, Error::ShapeMismatch { .. }), "{error}");
+        assert!(error.to_string().contains("first moments"), "{error}");
+
+        let mut negative = state.clone();
+        negative.second_moment[0][(1, 0)] = -1e-3;
+        let error = Adam::from_state(negative, &model).unwrap_err();
+        assert!(matches!(error, Error::InvalidParameter { .. }), "{error}");
+        assert!(error.to_string().contains("(1, 0)"), "{error}");
+
+        let mut not_finite = state.clone();
+        not_finite.first_moment[0][(0, 0)] = f64::INFINITY;
+        let error = Adam::from_state(not_finite, &model).unwrap_err();
+        assert!(matches!(error, Error::NonFiniteInput { .. }), "{error}");
+
+        let mut bad_config = state;
+        bad_config.config.beta2 = 1.0;
+        let error = Adam::from_state(bad_config, &model).unwrap_err();
+        assert!(
+            matches!(error, Error::InvalidParameter { ref name, .. } if name == "beta2"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -863,6 +863,22 @@ fn encode_header(descr: &str, fortran_order: bool, shape: &[usize]) -> Vec<u8> {
     bytes
 }
 
+/// Reads only the header of the `.npy` file at `path` and returns its dtype string as
+/// stored (e.g. `'<f8'`) with the element size in bytes, 4 for float32 and 8 for float64.
+///
+/// The readers convert float32 and float64 silently, so callers that require the file's
+/// dtype to match their scalar type check it with this function.
+///
+/// # Errors
+///
+/// Returns [`Error::Io`] if the file cannot be opened or read, and [`Error::InvalidFile`] if
+/// its header is not a valid `.npy` header of a float32 or float64 array.
+pub fn read_dtype(path: &Path) -> Result<(String, usize)> {
+    let file = File::open(path).map_err(|source| io_error("failed to read", path, source))?;
+    let header = read_header(&mut BufReader::new(file), path)?;
+    Ok((header.descr, header.dtype.size()))
+}
+
 fn io_error(action: &str, path: &Path, source: io::Error) -> Error {
     Error::Io {
         action: action.to_owned(),

@@ -218,17 +218,120 @@ fn check_dataset<T: Scalar, Alg: Splitting<Real = T>>(
     )
 }
 
+/// The state of one batch, passed to the per-batch callback of
+/// [`Trainer::run_epoch_with`] and [`Trainer::fit_with`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct BatchProgress {
+    /// The epoch in progress, starting at 1.
+    pub epoch: usize,
+    /// The batch just finished, starting at 1.
+    pub batch: usize,
+    /// Batches in the epoch.
+    pub batches: usize,
+    /// Samples of the epoch processed so far, this batch included.
+    pub samples_done: usize,
+    /// Samples in the epoch.
+    pub samples: usize,
+    /// Mean squared error per entry of this batch, measured before its update.
+    pub batch_loss: f64,
+    /// Mean squared error per entry over the epoch's samples so far.
+    pub mean_loss: f64,
+}
+
+/// The result of [`Trainer::run_epoch_with`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum EpochOutcome {
+    /// The epoch ran to its end, test evaluation included.
+    Completed(EpochReport),
+    /// The per-batch callback stopped the epoch before its last batch. The
+    /// trainer keeps the partial epoch, so the next call continues it.
+    Interrupted {
+        /// The epoch in progress, starting at 1.
+        epoch: usize,
+        /// Batches of that epoch done.
+        batches_done: usize,
+    },
+}
+
+/// The result of [`Trainer::fit_with`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct FitOutcome {
+    /// Reports of the epochs completed by this call.
+    pub reports: Vec<EpochReport>,
+    /// Whether a callback stopped training before the configured number of
+    /// epochs was completed.
+    pub interrupted: bool,
+}
+
+/// An epoch in progress: its shuffled sample order, the batches done and the
+/// accumulators of its report.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct EpochProgress {
+    /// The epoch, starting at 1.
+    pub(crate) epoch: usize,
+    /// The shuffled sample indices; batch `k` is `order[k * batch_size..]`.
+    pub(crate) order: Vec<usize>,
+    pub(crate) batches_done: usize,
+    pub(crate) samples_done: usize,
+    /// Sum over the batches done of the batch loss times the batch length.
+    pub(crate) loss_sum: f64,
+    pub(crate) iteration_sum: usize,
+    pub(crate) converged: usize,
+    /// The largest contraction estimate of each batch done, when estimated.
+    pub(crate) contraction: Vec<f64>,
+    pub(crate) fallbacks: usize,
+    pub(crate) fallback_failures: usize,
+    /// Wall time spent on the epoch by earlier calls, in seconds.
+    pub(crate) seconds: f64,
+}
+
+impl EpochProgress {
+    fn new(epoch: usize, order: Vec<usize>) -> Self {
+        Self {
+            epoch,
+            order,
+            batches_done: 0,
+            samples_done: 0,
+            loss_sum: 0.0,
+            iteration_sum: 0,
+            converged: 0,
+            contraction: Vec::new(),
+            fallbacks: 0,
+            fallback_failures: 0,
+            seconds: 0.0,
+        }
+    }
+}
+
+/// The statistics of one training batch, added to the epoch's accumulators
+/// only after the batch's update succeeded.
+struct BatchStats {
+    len: usize,
+    loss: f64,
+    iterations: usize,
+    converged: usize,
+    contraction: Option<f64>,
+    fallback: bool,
+    fallback_failed: bool,
+}
+
 /// Trains a layer with the mean squared error loss and an [`Adam`]
 /// optimizer on shuffled mini-batches, with gradients of the configured
 /// [`GradientMode`] (Jacobian-free backpropagation by default).
 ///
-/// The trainer owns the shuffling generator and the epoch counter, so calling
-/// [`run_epoch`](Self::run_epoch) repeatedly continues one run.
+/// The trainer owns the shuffling generator, the epoch counter and a partly
+/// done epoch, so calling [`run_epoch`](Self::run_epoch) repeatedly continues
+/// one run. [`checkpoint`](Self::checkpoint) captures all of it together with
+/// the layer's parameters, and [`resume`](Self::resume) continues the run
+/// from a checkpoint.
 pub struct Trainer<T: Scalar> {
-    config: TrainConfig,
-    optimizer: Adam<T>,
-    rng: ChaCha8Rng,
-    epoch: usize,
+    pub(crate) config: TrainConfig,
+    pub(crate) optimizer: Adam<T>,
+    pub(crate) rng: ChaCha8Rng,
+    pub(crate) epoch: usize,
+    pub(crate) progress: Option<EpochProgress>,
+    /// The training set length of the last epoch run, if any.
+    pub(crate) train_len: Option<usize>,
 }
 
 impl<T: Scalar> Trainer<T> {
@@ -244,6 +347,8 @@ impl<T: Scalar> Trainer<T> {
             optimizer,
             rng,
             epoch: 0,
+            progress: None,
+            train_len: None,
         })
     }
 
@@ -262,18 +367,256 @@ impl<T: Scalar> Trainer<T> {
         self.epoch
     }
 
-    /// Runs one epoch over `train`, then evaluates on `test` if given.
+    /// Returns the epoch in progress (starting at 1) and its batches done,
+    /// when an epoch was started but not completed.
+    pub fn in_progress(&self) -> Option<(usize, usize)> {
+        self.progress
+            .as_ref()
+            .map(|progress| (progress.epoch, progress.batches_done))
+    }
+
+    /// Runs one epoch over `train`, then evaluates on `test` if given. When
+    /// an epoch is in progress, it continues that epoch from its next batch.
     ///
     /// # Errors
-    /// When the datasets do not fit the layer, or a forward pass, gradient or
-    /// update fails (for example on a non-finite gradient).
+    /// As [`run_epoch_with`](Self::run_epoch_with).
     pub fn run_epoch<Alg: Splitting<Real = T>>(
         &mut self,
         layer: &mut OptLayer<Alg>,
         train: &Dataset<T>,
         test: Option<&Dataset<T>>,
     ) -> Result<EpochReport> {
+        let (outcome, _) = self.run_epoch_inner(layer, train, test, &mut |_| ControlFlow::Continue(()))?;
+        match outcome {
+            EpochOutcome::Completed(report) => Ok(report),
+            EpochOutcome::Interrupted { .. } => {
+                unreachable!("an epoch whose batch callback never breaks runs to its end")
+            }
+        }
+    }
+
+    /// Runs one epoch like [`run_epoch`](Self::run_epoch), calling `on_batch`
+    /// after every batch.
+    ///
+    /// When `on_batch` returns `ControlFlow::Break` and batches remain, the
+    /// trainer stops there and keeps the partial epoch (the shuffled order,
+    /// the batches done and the report's accumulators), so that
+    /// [`checkpoint`](Self::checkpoint) captures it and the next
+    /// `run_epoch` or `run_epoch_with` call continues the epoch from the next
+    /// batch. A `Break` after the last batch does not interrupt: the epoch
+    /// completes, test evaluation included.
+    ///
+    /// # Errors
+    /// When the datasets do not fit the layer, `train` has another length
+    /// than the epoch in progress, or a forward pass, gradient or update
+    /// fails (for example on a non-finite gradient). The batches done before
+    /// the error stay applied and the epoch stays in progress, so the next
+    /// call retries the failed batch.
+    pub fn run_epoch_with<Alg: Splitting<Real = T>>(
+        &mut self,
+        layer: &mut OptLayer<Alg>,
+        train: &Dataset<T>,
+        test: Option<&Dataset<T>>,
+        mut on_batch: impl FnMut(&BatchProgress) -> ControlFlow<()>,
+    ) -> Result<EpochOutcome> {
+        Ok(self.run_epoch_inner(layer, train, test, &mut on_batch)?.0)
+    }
+
+    /// Runs the remaining epochs of the configured count, calling `on_epoch`
+    /// after each; training stops early when it returns `ControlFlow::Break`.
+    ///
+    /// # Errors
+    /// As [`run_epoch`](Self::run_epoch).
+    pub fn fit<Alg: Splitting<Real = T>>(
+        &mut self,
+        layer: &mut OptLayer<Alg>,
+        train: &Dataset<T>,
+        test: Option<&Dataset<T>>,
+        on_epoch: impl FnMut(&EpochReport) -> ControlFlow<()>,
+    ) -> Result<Vec<EpochReport>> {
+        let outcome = self.fit_with(layer, train, test, |_| ControlFlow::Continue(()), on_epoch)?;
+        Ok(outcome.reports)
+    }
+
+    /// Runs the remaining epochs of the configured count, calling `on_batch`
+    /// after every batch and `on_epoch` after every epoch.
+    ///
+    /// A `Break` from either callback stops training: from `on_batch` before
+    /// the epoch's last batch, the partial epoch stays in the trainer (see
+    /// [`run_epoch_with`](Self::run_epoch_with)); from `on_batch` after the
+    /// last batch, or from `on_epoch`, training stops once the epoch is
+    /// complete and `on_epoch` has seen its report.
+    ///
+    /// # Errors
+    /// As [`run_epoch_with`](Self::run_epoch_with).
+    pub fn fit_with<Alg: Splitting<Real = T>>(
+        &mut self,
+        layer: &mut OptLayer<Alg>,
+        train: &Dataset<T>,
+        test: Option<&Dataset<T>>,
+        mut on_batch: impl FnMut(&BatchProgress) -> ControlFlow<()>,
+        mut on_epoch: impl FnMut(&EpochReport) -> ControlFlow<()>,
+    ) -> Result<FitOutcome> {
+        let mut reports = Vec::new();
+        while self.epoch < self.config.epochs {
+            let (outcome, batch_break) = self.run_epoch_inner(layer, train, test, &mut on_batch)?;
+            let report = match outcome {
+                EpochOutcome::Completed(report) => report,
+                EpochOutcome::Interrupted { .. } => {
+                    return Ok(FitOutcome {
+                        reports,
+                        interrupted: true,
+                    });
+                }
+            };
+            let epoch_break = on_epoch(&report).is_break();
+            reports.push(report);
+            if batch_break || epoch_break {
+                return Ok(FitOutcome {
+                    reports,
+                    interrupted: self.epoch < self.config.epochs,
+                });
+            }
+        }
+        Ok(FitOutcome {
+            reports,
+            interrupted: false,
+        })
+    }
+
+    /// Runs or continues one epoch and returns its outcome with whether
+    /// `on_batch` asked to stop after the last batch.
+    fn run_epoch_inner<Alg: Splitting<Real = T>>(
+        &mut self,
+        layer: &mut OptLayer<Alg>,
+        train: &Dataset<T>,
+        test: Option<&Dataset<T>>,
+        on_batch: &mut dyn FnMut(&BatchProgress) -> ControlFlow<()>,
+    ) -> Result<(EpochOutcome, bool)> {
+        self.check_epoch_inputs(layer, train, test)?;
+        let started = Instant::now();
+        let mut progress = match self.progress.take() {
+            Some(progress) => progress,
+            None => {
+                let mut order: Vec<usize> = (0..train.len()).collect();
+                order.shuffle(&mut self.rng);
+                EpochProgress::new(self.epoch + 1, order)
+            }
+        };
+        self.train_len = Some(train.len());
+
+        let batch_size = self.config.batch_size.min(train.len());
+        let batches = train.len().div_ceil(batch_size);
+        let mut stop_after_epoch = false;
+        let splitting = layer.splitting();
+        let mut data = Mat::<T>::zeros(splitting.data_dim(), batch_size);
+        let mut targets = Mat::<T>::zeros(splitting.primal_dim(), batch_size);
+        let mut grads = Gradients::zeros_for(layer);
+        while progress.batches_done < batches {
+            let start = progress.batches_done * batch_size;
+            let indices = &progress.order[start..(start + batch_size).min(train.len())];
+            train.gather(indices, data.as_mut(), targets.as_mut());
+            let len = indices.len();
+            let batch = self.train_batch(
+                layer,
+                data.as_ref().subcols(0, len),
+                targets.as_ref().subcols(0, len),
+                &mut grads,
+                progress.batches_done,
+            );
+            let stats = match batch {
+                Ok(stats) => stats,
+                Err(error) => {
+                    progress.seconds += started.elapsed().as_secs_f64();
+                    self.progress = Some(progress);
+                    return Err(error);
+                }
+            };
+            progress.batches_done += 1;
+            progress.samples_done += stats.len;
+            progress.loss_sum += stats.loss * stats.len as f64;
+            progress.iteration_sum += stats.iterations;
+            progress.converged += stats.converged;
+            progress.contraction.extend(stats.contraction);
+            progress.fallbacks += usize::from(stats.fallback);
+            progress.fallback_failures += usize::from(stats.fallback_failed);
+
+            let info = BatchProgress {
+                epoch: progress.epoch,
+                batch: progress.batches_done,
+                batches,
+                samples_done: progress.samples_done,
+                samples: train.len(),
+                batch_loss: stats.loss,
+                mean_loss: progress.loss_sum / progress.samples_done as f64,
+            };
+            if on_batch(&info).is_break() {
+                if progress.batches_done < batches {
+                    progress.seconds += started.elapsed().as_secs_f64();
+                    let outcome = EpochOutcome::Interrupted {
+                        epoch: progress.epoch,
+                        batches_done: progress.batches_done,
+                    };
+                    self.progress = Some(progress);
+                    return Ok((outcome, false));
+                }
+                stop_after_epoch = true;
+            }
+        }
+
+        let test_mse = match test {
+            Some(test) => match evaluate(layer, test, self.config.batch_size, &self.config.eval_forward) {
+                Ok((error, _)) => Some(error),
+                Err(error) => {
+                    // Every batch is done, so the next call only evaluates.
+                    progress.seconds += started.elapsed().as_secs_f64();
+                    self.progress = Some(progress);
+                    return Err(error);
+                }
+            },
+            None => None,
+        };
+        self.epoch = progress.epoch;
+        let samples = train.len() as f64;
+        let contraction = &progress.contraction;
+        let report = EpochReport {
+            epoch: progress.epoch,
+            train_mse: progress.loss_sum / samples,
+            test_mse,
+            seconds: progress.seconds + started.elapsed().as_secs_f64(),
+            mean_iterations: progress.iteration_sum as f64 / samples,
+            converged_fraction: progress.converged as f64 / samples,
+            contraction_max: contraction.iter().copied().reduce(f64::max),
+            contraction_mean: (!contraction.is_empty())
+                .then(|| contraction.iter().sum::<f64>() / contraction.len() as f64),
+            fallbacks: progress.fallbacks,
+            fallback_failures: progress.fallback_failures,
+        };
+        Ok((EpochOutcome::Completed(report), stop_after_epoch))
+    }
+
+    /// Checks the datasets against the layer, the memory limits of the
+    /// gradient modes, and the training set length of an epoch in progress.
+    fn check_epoch_inputs<Alg: Splitting<Real = T>>(
+        &self,
+        layer: &OptLayer<Alg>,
+        train: &Dataset<T>,
+        test: Option<&Dataset<T>>,
+    ) -> Result<()> {
         check_dataset(layer, train)?;
+        let in_progress = self.progress.as_ref();
+        if let Some(progress) = in_progress.filter(|progress| progress.order.len() != train.len()) {
+            return Err(Error::InvalidValue {
+                name: "training set length".into(),
+                value: train.len().to_string(),
+                requirement: format!(
+                    "must be {}, the length of the training set of epoch {} in progress; \
+                     pass the same training set to continue the epoch",
+                    progress.order.len(),
+                    progress.epoch
+                ),
+            });
+        }
         // Memory limits of the gradient modes are checked before any work.
         let largest_batch = self.config.batch_size.min(train.len());
         let modes = std::iter::once(&self.config.gradient).chain(
@@ -293,108 +636,64 @@ impl<T: Scalar> Trainer<T> {
         if let Some(test) = test {
             check_dataset(layer, test)?;
         }
-        let started = Instant::now();
-        let splitting = layer.splitting();
-        let batch_size = self.config.batch_size.min(train.len());
-        let mut data = Mat::<T>::zeros(splitting.data_dim(), batch_size);
-        let mut targets = Mat::<T>::zeros(splitting.primal_dim(), batch_size);
-        let mut grads = Gradients::zeros_for(layer);
-
-        let mut order: Vec<usize> = (0..train.len()).collect();
-        order.shuffle(&mut self.rng);
-
-        let mut loss_sum = 0.0;
-        let mut iteration_sum = 0usize;
-        let mut converged = 0usize;
-        let mut contraction: Vec<f64> = Vec::new();
-        let mut fallbacks = 0usize;
-        let mut fallback_failures = 0usize;
-        for (batch_index, indices) in order.chunks(batch_size).enumerate() {
-            let len = indices.len();
-            train.gather(indices, data.as_mut(), targets.as_mut());
-            let data_batch = data.as_ref().subcols(0, len);
-            let target_batch = targets.as_ref().subcols(0, len);
-
-            let forward = layer.forward_with(data_batch, &self.config.forward)?;
-            iteration_sum += forward.samples.iter().map(|s| s.iterations).sum::<usize>();
-            converged += forward.converged_count();
-
-            let mut fallback = None;
-            if let Some(check) = &self.config.contraction {
-                let estimate =
-                    layer.contraction_estimate(&forward, data_batch, check.iters, batch_index as u64)?;
-                contraction.push(estimate.max);
-                // NaN counts as "not below 1".
-                if estimate.max.is_nan() || estimate.max >= 1.0 {
-                    fallback = check.fallback.as_ref();
-                }
-            }
-
-            grads.fill_zero();
-            let mut loss = |x: MatRef<'_, T>, grad: MatMut<'_, T>| mse_loss(x, target_batch, grad);
-            let mut attempt = None;
-            if let Some(mode) = fallback {
-                fallbacks += 1;
-                match layer.gradient(mode, &forward, data_batch, &mut loss, &mut grads) {
-                    Ok(output) => attempt = Some(output),
-                    // The fallback (typically implicit) can fail where the
-                    // contraction estimate is high; the configured mode then
-                    // gives the gradient, and the failure is counted.
-                    Err(Error::AdjointSolveFailed { .. } | Error::ForwardNotConverged { .. }) => {
-                        fallback_failures += 1
-                    }
-                    Err(error) => return Err(error),
-                }
-            }
-            let output = match attempt {
-                Some(output) => output,
-                None => layer.gradient(&self.config.gradient, &forward, data_batch, &mut loss, &mut grads)?,
-            };
-            loss_sum += output.loss.to_f64_lossless() * len as f64;
-            self.optimizer.step(layer, &grads)?;
-        }
-
-        let test_mse = match test {
-            Some(test) => Some(evaluate(layer, test, self.config.batch_size, &self.config.eval_forward)?.0),
-            None => None,
-        };
-        self.epoch += 1;
-        Ok(EpochReport {
-            epoch: self.epoch,
-            train_mse: loss_sum / train.len() as f64,
-            test_mse,
-            seconds: started.elapsed().as_secs_f64(),
-            mean_iterations: iteration_sum as f64 / train.len() as f64,
-            converged_fraction: converged as f64 / train.len() as f64,
-            contraction_max: contraction.iter().copied().reduce(f64::max),
-            contraction_mean: (!contraction.is_empty())
-                .then(|| contraction.iter().sum::<f64>() / contraction.len() as f64),
-            fallbacks,
-            fallback_failures,
-        })
+        Ok(())
     }
 
-    /// Runs the remaining epochs of the configured count, calling `on_epoch`
-    /// after each; training stops early when it returns `ControlFlow::Break`.
-    ///
-    /// # Errors
-    /// As [`run_epoch`](Self::run_epoch).
-    pub fn fit<Alg: Splitting<Real = T>>(
+    /// Runs the forward pass, the gradient and the optimizer step on one
+    /// batch. `batch_index` (from 0 within the epoch) seeds the contraction
+    /// estimate.
+    fn train_batch<Alg: Splitting<Real = T>>(
         &mut self,
         layer: &mut OptLayer<Alg>,
-        train: &Dataset<T>,
-        test: Option<&Dataset<T>>,
-        mut on_epoch: impl FnMut(&EpochReport) -> ControlFlow<()>,
-    ) -> Result<Vec<EpochReport>> {
-        let mut reports = Vec::new();
-        while self.epoch < self.config.epochs {
-            let report = self.run_epoch(layer, train, test)?;
-            let flow = on_epoch(&report);
-            reports.push(report);
-            if flow.is_break() {
-                break;
+        data_batch: MatRef<'_, T>,
+        target_batch: MatRef<'_, T>,
+        grads: &mut Gradients<T>,
+        batch_index: usize,
+    ) -> Result<BatchStats> {
+        let forward = layer.forward_with(data_batch, &self.config.forward)?;
+        let mut stats = BatchStats {
+            len: data_batch.ncols(),
+            loss: 0.0,
+            iterations: forward.samples.iter().map(|s| s.iterations).sum::<usize>(),
+            converged: forward.converged_count(),
+            contraction: None,
+            fallback: false,
+            fallback_failed: false,
+        };
+
+        let mut fallback = None;
+        if let Some(check) = &self.config.contraction {
+            let estimate =
+                layer.contraction_estimate(&forward, data_batch, check.iters, batch_index as u64)?;
+            stats.contraction = Some(estimate.max);
+            // NaN counts as "not below 1".
+            if estimate.max.is_nan() || estimate.max >= 1.0 {
+                fallback = check.fallback.as_ref();
             }
         }
-        Ok(reports)
+
+        grads.fill_zero();
+        let mut loss = |x: MatRef<'_, T>, grad: MatMut<'_, T>| mse_loss(x, target_batch, grad);
+        let mut attempt = None;
+        if let Some(mode) = fallback {
+            stats.fallback = true;
+            match layer.gradient(mode, &forward, data_batch, &mut loss, grads) {
+                Ok(output) => attempt = Some(output),
+                // The fallback (typically implicit) can fail where the
+                // contraction estimate is high; the configured mode then
+                // gives the gradient, and the failure is counted.
+                Err(Error::AdjointSolveFailed { .. } | Error::ForwardNotConverged { .. }) => {
+                    stats.fallback_failed = true
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        let output = match attempt {
+            Some(output) => output,
+            None => layer.gradient(&self.config.gradient, &forward, data_batch, &mut loss, grads)?,
+        };
+        stats.loss = output.loss.to_f64_lossless();
+        self.optimizer.step(layer, grads)?;
+        Ok(stats)
     }
 }
