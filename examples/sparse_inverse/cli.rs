@@ -1,15 +1,16 @@
 //! Command-line settings of the sparse inverse example.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use clap::{Parser, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Parser, ValueEnum};
 use optlayer::problems::sparse_inverse::SparseInverseConfig;
 use optlayer::train::{AdamConfig, ContractionCheck, TrainConfig};
 use optlayer::{AdjointSolver, Error, ForwardOptions, GradientMode, ImplicitOptions};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A named group of default settings; explicit flags override it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Preset {
     /// Reduced run: 3,000 training pairs, 10 epochs, learning rate 1e-3 (about a minute on 2 cores).
@@ -19,7 +20,7 @@ pub enum Preset {
 }
 
 /// Floating-point precision of the run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
     F32,
@@ -133,13 +134,47 @@ pub struct Args {
     #[arg(long)]
     pub audit: bool,
 
-    /// Print only the summary table.
+    /// Evaluate this Θ (an n x n .npy file, for example one trained in numpy or PyTorch)
+    /// instead of training one.
+    #[arg(long, conflicts_with_all = ["theta_init", "resume"])]
+    pub load_theta: Option<PathBuf>,
+
+    /// Continue the run whose checkpoint folder is DIR (OUT/checkpoint of that run, or its OUT).
+    /// The settings come from the checkpoint folder; --epochs (to extend the run) and --quiet
+    /// may be given, any other flag is an error.
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
+
+    /// Training samples whose inferences calibrate the certificate's quantile thresholds
+    /// [default: 1000, at most the training set].
+    #[arg(long)]
+    pub calibration_samples: Option<usize>,
+
+    /// Quantile of the calibration values below which a property passes [default: 0.95].
+    #[arg(long)]
+    pub p_pass: Option<f64>,
+
+    /// Share of calibration values, above the pass quantile, labeled warning [default: 0.04].
+    #[arg(long)]
+    pub p_warn: Option<f64>,
+
+    /// Fixed fidelity threshold: ‖Ax − d‖/‖d‖ at most this passes [default: 0.01].
+    #[arg(long)]
+    pub fidelity_pass: Option<f64>,
+
+    /// Fixed fidelity threshold: ‖Ax − d‖/‖d‖ above --fidelity-pass and at most this is a
+    /// warning, above it a failure [default: 0.05].
+    #[arg(long)]
+    pub fidelity_warn: Option<f64>,
+
+    /// Print only the summary table: no progress bars, and log warnings and errors only
+    /// (RUST_LOG overrides the log level).
     #[arg(long)]
     pub quiet: bool,
 }
 
 /// Every setting of a run after the preset and the flags are combined.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Settings {
     pub preset: Preset,
     pub precision: Precision,
@@ -169,6 +204,13 @@ pub struct Settings {
     pub fallback_implicit: bool,
     pub audit: bool,
     pub quiet: bool,
+    /// The Θ evaluated instead of training one.
+    pub load_theta: Option<PathBuf>,
+    pub calibration_samples: usize,
+    pub p_pass: f64,
+    pub p_warn: f64,
+    pub fidelity_pass: f64,
+    pub fidelity_warn: f64,
 }
 
 fn invalid_flag(flag: &str, value: f64, requirement: &str) -> Error {
@@ -300,6 +342,33 @@ impl Settings {
                 requirement: "needs --contraction-iters N with N ≥ 2, which decides when to fall back".into(),
             });
         }
+        if self.calibration_samples == 0 {
+            return Err(invalid_flag("--calibration-samples", 0.0, "must be at least 1"));
+        }
+        if !(self.p_pass > 0.0 && self.p_pass <= 1.0) {
+            return Err(invalid_flag("--p-pass", self.p_pass, "must be in (0, 1]"));
+        }
+        if !(self.p_warn >= 0.0 && self.p_pass + self.p_warn <= 1.0) {
+            return Err(invalid_flag(
+                "--p-warn",
+                self.p_warn,
+                "must be at least 0, with --p-pass + --p-warn at most 1",
+            ));
+        }
+        if !(self.fidelity_pass.is_finite() && self.fidelity_pass >= 0.0) {
+            return Err(invalid_flag(
+                "--fidelity-pass",
+                self.fidelity_pass,
+                "must be finite and not negative",
+            ));
+        }
+        if !(self.fidelity_warn.is_finite() && self.fidelity_warn >= self.fidelity_pass) {
+            return Err(invalid_flag(
+                "--fidelity-warn",
+                self.fidelity_warn,
+                "must be finite and at least --fidelity-pass",
+            ));
+        }
         if self.data_dir.is_none() {
             self.problem_config().validate()?;
         }
@@ -371,6 +440,57 @@ impl Args {
             fallback_implicit: self.fallback_implicit,
             audit: self.audit,
             quiet: self.quiet,
+            load_theta: self.load_theta.clone(),
+            calibration_samples: self.calibration_samples.unwrap_or(1_000),
+            p_pass: self.p_pass.unwrap_or(0.95),
+            p_warn: self.p_warn.unwrap_or(0.04),
+            fidelity_pass: self.fidelity_pass.unwrap_or(0.01),
+            fidelity_warn: self.fidelity_warn.unwrap_or(0.05),
         })
+    }
+}
+
+/// The file in the checkpoint folder that keeps the settings of the run.
+pub const SETTINGS_FILE: &str = "settings.json";
+
+/// The flags that may be given with `--resume`, as clap names them.
+const RESUME_FLAGS: [&str; 3] = ["resume", "epochs", "quiet"];
+
+impl Args {
+    /// Returns the settings of the run whose checkpoint folder is `dir`, with
+    /// `--epochs` and `--quiet` applied.
+    ///
+    /// # Errors
+    /// When another flag is given on the command line, or the settings file is
+    /// missing or malformed.
+    pub fn resumed_settings(&self, matches: &ArgMatches, dir: &Path) -> Result<Settings, Error> {
+        let command = <Self as clap::CommandFactory>::command();
+        for argument in command.get_arguments() {
+            let id = argument.get_id().as_str();
+            if !RESUME_FLAGS.contains(&id) && matches.value_source(id) == Some(ValueSource::CommandLine) {
+                return Err(Error::InvalidValue {
+                    name: "flag".into(),
+                    value: format!("--{}", id.replace('_', "-")),
+                    requirement: "cannot be combined with --resume, which takes every setting from the \
+                                  checkpoint folder; remove it (only --epochs and --quiet may be given)"
+                        .into(),
+                });
+            }
+        }
+        let path = dir.join(SETTINGS_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+            action: "failed to read the settings of the run to resume from".into(),
+            path: path.clone(),
+            source,
+        })?;
+        let mut settings: Settings = serde_json::from_str(&text).map_err(|e| Error::InvalidFile {
+            path,
+            reason: format!("{e}; expected the settings that a run writes into its checkpoint folder"),
+        })?;
+        if let Some(epochs) = self.epochs {
+            settings.epochs = epochs;
+        }
+        settings.quiet = self.quiet;
+        Ok(settings)
     }
 }

@@ -1,49 +1,101 @@
 //! The sparse inverse problem, end to end: generate data, train Θ in
 //! `min ‖Θx‖₁ s.t. Ax = d` with Jacobian-free backpropagation, evaluate
-//! against least squares and the untrained Θ, and write the results.
+//! against least squares and the untrained Θ, certify each inference, and
+//! write the results and figures.
 //!
 //! Run with `cargo run --release --example sparse_inverse -- --help`.
 
+mod certify;
 mod cli;
 mod output;
+mod plots;
+mod progress;
 mod report;
 
-use std::ops::ControlFlow;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use clap::Parser;
-use faer::{Mat, MatRef};
+use clap::{CommandFactory, FromArgMatches};
+use faer::dyn_stack::{MemBuffer, MemStack};
+use faer::{Mat, MatRef, Par};
 use optlayer::problems::MinNormLeastSquares;
 use optlayer::problems::sparse_inverse::{
     SparseInverseConfig, SparseInverseProblem, build_model, cast, cast_dataset, initial_theta,
 };
-use optlayer::splittings::LinearizedAdmm;
-use optlayer::train::{Adam, Dataset, Trainer, evaluate, npy};
+use optlayer::splittings::{LadmmSteps, LinearizedAdmm};
+use optlayer::train::{Adam, Checkpoint, Dataset, EpochOutcome, Prediction, Trainer, atomic, npy};
 use optlayer::{
     AuditOptions, Error, ForwardOptions, GradientAudit, GradientMode, OptLayer, Parameterized, Scalar,
-    Splitting, find_param,
+    Splitting, find_param, set_param,
 };
 
-use cli::{Args, Precision, Settings};
+use cli::{Args, Precision, SETTINGS_FILE, Settings};
 use output::Staging;
+use progress::Progress;
 use report::{
-    AuditEntry, DepthStats, EpochEntry, LeastSquaresResult, ModelResult, Report, Steps, TestReport,
+    AuditEntry, DepthStats, EpochEntry, Figures, LeastSquaresResult, ModelResult, Report, Steps, TestReport,
+    TrainingEntry,
 };
+
+/// Exit status of a run stopped by Ctrl-C or SIGTERM after saving its checkpoint.
+const INTERRUPTED: u8 = 130;
+
+/// The file in the checkpoint folder with the epochs trained so far.
+const EPOCHS_FILE: &str = "epochs.json";
+
+/// Test samples whose residual histories the convergence figure summarizes.
+const HISTORY_SAMPLES: usize = 50;
+
+/// How a run ended.
+enum Outcome {
+    Finished,
+    Interrupted,
+}
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    let result = args.settings().and_then(|settings| match settings.precision {
-        Precision::F32 => run::<f32>(&settings),
-        Precision::F64 => run::<f64>(&settings),
+    let matches = Args::command().get_matches();
+    let args = match Args::from_arg_matches(&matches) {
+        Ok(args) => args,
+        Err(error) => error.exit(),
+    };
+    progress::init_logger(args.quiet);
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let flag = Arc::clone(&interrupted);
+        if let Err(error) = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)) {
+            log::warn!("Ctrl-C will stop the run without saving: {error}");
+        }
+    }
+    let result = resolve(&args, &matches).and_then(|(settings, resume)| match settings.precision {
+        Precision::F32 => run::<f32>(&settings, resume.as_deref(), &interrupted),
+        Precision::F64 => run::<f64>(&settings, resume.as_deref(), &interrupted),
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Outcome::Finished) => ExitCode::SUCCESS,
+        Ok(Outcome::Interrupted) => ExitCode::from(INTERRUPTED),
         Err(error) => {
+            // Printed directly rather than logged, so RUST_LOG cannot hide it.
             eprintln!("error: {error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Returns the settings of the run and, with `--resume`, its checkpoint folder.
+fn resolve(args: &Args, matches: &clap::ArgMatches) -> Result<(Settings, Option<PathBuf>), Error> {
+    match &args.resume {
+        Some(dir) => {
+            let dir = if dir.join(SETTINGS_FILE).exists() || Checkpoint::<f64>::exists(dir) {
+                dir.clone()
+            } else {
+                dir.join("checkpoint")
+            };
+            Ok((args.resumed_settings(matches, &dir)?, Some(dir)))
+        }
+        None => Ok((args.settings()?, None)),
     }
 }
 
@@ -104,32 +156,68 @@ fn load_or_generate(settings: &Settings) -> Result<Problem, Error> {
     Ok(problem)
 }
 
-/// Returns the mean over columns of `‖A x − d‖ / ‖d‖`.
-fn mean_fidelity<T: Scalar>(a: MatRef<'_, T>, x: MatRef<'_, T>, d: MatRef<'_, T>) -> f64 {
+/// Reads the Θ of `--load-theta`: an `n x n` float32 or float64 `.npy` file.
+fn read_theta(path: &Path, n: usize) -> Result<Mat<f64>, Error> {
+    npy::read_matrix_with_shape::<f64>(path, n, n).map_err(|error| match error {
+        Error::ShapeMismatch {
+            what,
+            expected,
+            found,
+        } => Error::ShapeMismatch {
+            what: format!("{what} (--load-theta: Θ must be n x n with n = {n}, the columns of A)"),
+            expected,
+            found,
+        },
+        other => other,
+    })
+}
+
+/// Returns `‖A x − d‖ / ‖d‖` per column (`‖A x − d‖` where `d = 0`).
+fn fidelities<T: Scalar>(a: MatRef<'_, T>, x: MatRef<'_, T>, d: MatRef<'_, T>) -> Vec<f64> {
     let residual = a * x - d;
-    let total: f64 = (0..d.ncols())
+    (0..d.ncols())
         .map(|j| {
             let r = residual.col(j).norm_l2().to_f64_lossless();
             let scale = d.col(j).norm_l2().to_f64_lossless();
             if scale > 0.0 { r / scale } else { r }
         })
-        .sum();
-    total / d.ncols() as f64
+        .collect()
 }
 
-fn log(settings: &Settings, message: impl AsRef<str>) {
-    if !settings.quiet {
-        eprintln!("{}", message.as_ref());
+/// Returns the mean over columns of `‖A x − d‖ / ‖d‖`.
+fn mean_fidelity<T: Scalar>(a: MatRef<'_, T>, x: MatRef<'_, T>, d: MatRef<'_, T>) -> f64 {
+    let values = fidelities(a, x, d);
+    values.iter().sum::<f64>() / values.len().max(1) as f64
+}
+
+/// Returns `Err` when Ctrl-C was pressed, so that a run stops between phases.
+fn check_interrupt(interrupted: &AtomicBool) -> Result<(), Outcome> {
+    if interrupted.load(Ordering::SeqCst) {
+        Err(Outcome::Interrupted)
+    } else {
+        Ok(())
     }
 }
 
-fn run<T: Scalar>(settings: &Settings) -> Result<(), Error> {
+/// Everything about training that the report needs.
+struct Training {
+    epochs: Vec<EpochEntry>,
+    resumed_at: Option<usize>,
+}
+
+fn run<T: Scalar>(
+    settings: &Settings,
+    resume: Option<&Path>,
+    interrupted: &AtomicBool,
+) -> Result<Outcome, Error> {
     let started = Instant::now();
     settings.validate()?;
     let mut settings = settings.clone();
     let staging = Staging::new(&settings.out)?;
+    let checkpoint_dir = resume.map_or_else(|| settings.out.join("checkpoint"), Path::to_path_buf);
+    let progress = Progress::new(settings.quiet);
 
-    log(&settings, "generating data");
+    log::info!("generating data");
     let problem = load_or_generate(&settings)?;
     let (m, n) = (problem.a.nrows(), problem.a.ncols());
     if settings.data_dir.is_some() {
@@ -144,6 +232,10 @@ fn run<T: Scalar>(settings: &Settings) -> Result<(), Error> {
     if settings.data_dir.is_none() {
         save_inputs(&staging, &problem)?;
     }
+    let loaded_theta = match &settings.load_theta {
+        Some(path) => Some(read_theta(path, n)?),
+        None => None,
+    };
 
     let a_norm = problem
         .a
@@ -153,7 +245,7 @@ fn run<T: Scalar>(settings: &Settings) -> Result<(), Error> {
             what: "singular values of A".into(),
             reason: format!("{e:?}"),
         })?[0];
-    let steps = optlayer::splittings::LadmmSteps {
+    let steps = LadmmSteps {
         alpha: 0.5,
         beta: 1.0 / (1.0 + a_norm),
         lambda: 1.0,
@@ -168,23 +260,22 @@ fn run<T: Scalar>(settings: &Settings) -> Result<(), Error> {
     let mut layer = OptLayer::new(model, train_forward.clone())?;
     let theta_index = find_param(&layer, "theta")?;
     // Θ as training starts from it, after normalization to unit spectral norm.
-    npy::write_matrix(
-        &staging.path("theta_init.npy"),
-        to_f64(layer.param(theta_index)).as_ref(),
-    )?;
-    log(
-        settings,
-        format!(
-            "n = {n}, m = {m}, {} training and {} test pairs, ‖A‖₂ = {a_norm:.4}, αβ‖[Θ; A]‖₂² = {:.4}",
-            train.len(),
-            test.len(),
-            layer.splitting().step_condition()
-        ),
+    let theta_init = to_f64(layer.param(theta_index));
+    npy::write_matrix(&staging.path("theta_init.npy"), theta_init.as_ref())?;
+    log::info!(
+        "n = {n}, m = {m}, {} training and {} test pairs, ‖A‖₂ = {a_norm:.4}, αβ‖[Θ; A]‖₂² = {:.4}",
+        train.len(),
+        test.len(),
+        layer.splitting().step_condition()
     );
 
-    log(settings, "evaluating least squares and the untrained model");
-    let least_squares = evaluate_least_squares(&a, &test)?;
-    let untrained = evaluate_depths(&layer, &a, &test, settings, &train_forward, &test_forward)?;
+    log::info!("evaluating least squares and the untrained model");
+    let (least_squares, least_squares_x) = evaluate_least_squares(&a, &test)?;
+    let (untrained, _) = evaluate_depths(&layer, &a, &test, settings, &progress, "untrained Θ")?;
+    if check_interrupt(interrupted).is_err() {
+        log::warn!("interrupted before training; nothing to save");
+        return Ok(Outcome::Interrupted);
+    }
 
     let audit = if settings.audit {
         Some(run_audit(&mut layer, &train, settings)?)
@@ -192,38 +283,107 @@ fn run<T: Scalar>(settings: &Settings) -> Result<(), Error> {
         None
     };
 
-    let optimizer = Adam::new(settings.adam_config(), &layer)?;
-    let mut trainer = Trainer::new(settings.train_config(), optimizer)?;
-    let mut epochs = Vec::new();
-    trainer.fit(&mut layer, &train, Some(&test), |report| {
-        let contraction = match report.contraction_max {
-            Some(max) => format!(
-                "  spectral radius ≈ {max:.3} (largest estimate; {} fallbacks, {} failed)",
-                report.fallbacks, report.fallback_failures
-            ),
-            None => String::new(),
-        };
-        log(
+    let training = match &loaded_theta {
+        Some(theta) => {
+            let path = settings.load_theta.as_deref().unwrap_or(Path::new(""));
+            set_param(&mut layer, "theta", cast::<T>(theta).as_ref())?;
+            log::info!("evaluating Θ from {} instead of training", path.display());
+            Training {
+                epochs: Vec::new(),
+                resumed_at: None,
+            }
+        }
+        None => match train_model(
+            &mut layer,
+            &train,
+            &test,
             settings,
-            format!(
-                "epoch {:>3}  train MSE {:.4e}  test MSE {:.4e}  iterations {:>6.1}  {:.1} s{contraction}",
-                report.epoch,
-                report.train_mse,
-                report.test_mse.unwrap_or(f64::NAN),
-                report.mean_iterations,
-                report.seconds
-            ),
+            resume,
+            &checkpoint_dir,
+            &progress,
+            interrupted,
+        )? {
+            Some(training) => training,
+            None => return Ok(Outcome::Interrupted),
+        },
+    };
+    if check_interrupt(interrupted).is_err() {
+        log::warn!(
+            "interrupted after training; the checkpoint in {} is complete",
+            checkpoint_dir.display()
         );
-        epochs.push(EpochEntry::from(report));
-        ControlFlow::Continue(())
-    })?;
+        return Ok(Outcome::Interrupted);
+    }
 
-    log(settings, "evaluating the trained model");
-    let trained = evaluate_depths(&layer, &a, &test, settings, &train_forward, &test_forward)?;
-
+    log::info!("evaluating the trained model");
+    let (trained, prediction) = evaluate_depths(&layer, &a, &test, settings, &progress, "trained Θ")?;
+    let theta = layer.param(theta_index).to_owned();
     npy::write_matrix(
         &staging.path("theta_trained.npy"),
-        to_f64(layer.param(theta_index)).as_ref(),
+        to_f64(theta.as_ref()).as_ref(),
+    )?;
+
+    log::info!("calibrating the certificate on training inferences");
+    let calibration_len = settings.calibration_samples.min(train.len());
+    let calibration_data = train.data().subcols(0, calibration_len);
+    let calibration = predict(
+        &layer,
+        calibration_data,
+        settings,
+        &test_forward,
+        &progress,
+        "calibration",
+    )?;
+    let mut certificate = certify::certificate(theta.as_ref(), a.as_ref(), settings)?;
+    certificate.calibrate(
+        calibration.x.as_ref(),
+        calibration_data,
+        Some(&calibration.samples),
+    )?;
+    certificate
+        .calibration()?
+        .save(&staging.path(certify::CALIBRATION_FILE))?;
+    let certificates = certify::assess(
+        &certificate,
+        &test,
+        &least_squares_x,
+        &prediction,
+        settings,
+        calibration_len,
+    )?;
+    if check_interrupt(interrupted).is_err() {
+        return Ok(Outcome::Interrupted);
+    }
+
+    log::info!("drawing the figures");
+    let renderer = plots::Renderer::new();
+    if renderer.font.is_none() {
+        log::warn!("no sans-serif font found; the PNG figures have no text (the SVG figures do)");
+    }
+    let theta_untrained = cast::<T>(&theta_init);
+    let histories = [
+        ("untrained Θ", theta_untrained.as_ref()),
+        ("trained Θ", theta.as_ref()),
+    ]
+    .into_iter()
+    .map(|(label, theta)| {
+        let model: LinearizedAdmm<T> = build_model(&to_f64(theta), &problem.a, steps)?;
+        let samples = HISTORY_SAMPLES.min(test.len());
+        Ok(plots::History {
+            label: format!("{label} (median of {samples} test samples)"),
+            values: residual_history(&model, test.data().subcols(0, samples), settings.test_iters),
+        })
+    })
+    .collect::<Result<Vec<_>, Error>>()?;
+    let figures = draw_figures(
+        &renderer,
+        &staging,
+        &training.epochs,
+        least_squares.mse,
+        &histories,
+        &certificates,
+        theta.as_ref(),
+        settings,
     )?;
 
     let report = Report {
@@ -234,23 +394,192 @@ fn run<T: Scalar>(settings: &Settings) -> Result<(), Error> {
             lambda: steps.lambda,
             a_norm,
         },
-        epochs,
+        training: TrainingEntry {
+            theta_source: match &settings.load_theta {
+                Some(path) => format!("loaded from {}", path.display()),
+                None => "trained".into(),
+            },
+            resumed_at_epoch: training.resumed_at,
+            checkpoint: settings.load_theta.is_none().then(|| checkpoint_dir.clone()),
+        },
+        epochs: training.epochs,
         test: TestReport {
             least_squares,
             untrained,
             trained,
         },
+        certificate: certificates.report.clone(),
+        figures,
         audit: audit.as_ref().map(AuditEntry::rows),
         wall_seconds: started.elapsed().as_secs_f64(),
     };
     report.write(&staging.path("report.json"))?;
     staging.commit()?;
     println!("{}", report.summary_table());
+    println!();
+    println!("{}", certificates.table);
     println!("wrote {}", settings.out.display());
-    Ok(())
+    Ok(Outcome::Finished)
 }
 
-/// Writes the generated matrices and datasets (in `f64`).
+/// Trains Θ with a checkpoint after every epoch, or continues the run saved
+/// in `resume`. Returns `None` when Ctrl-C stopped training, after saving.
+#[allow(clippy::too_many_arguments)]
+fn train_model<T: Scalar>(
+    layer: &mut OptLayer<LinearizedAdmm<T>>,
+    train: &Dataset<T>,
+    test: &Dataset<T>,
+    settings: &Settings,
+    resume: Option<&Path>,
+    checkpoint_dir: &Path,
+    progress: &Progress,
+    interrupted: &AtomicBool,
+) -> Result<Option<Training>, Error> {
+    let config = settings.train_config();
+    let (mut trainer, mut epochs, resumed_at) = match resume {
+        Some(dir) => {
+            let checkpoint = Checkpoint::<T>::load(dir)?;
+            let done = checkpoint.epoch();
+            let position = match checkpoint.in_progress() {
+                Some((epoch, batches)) => format!(", in epoch {epoch} after {batches} batches"),
+                None => String::new(),
+            };
+            let epochs_path = dir.join(EPOCHS_FILE);
+            let mut epochs = read_epochs(&epochs_path)?;
+            if epochs.len() < done {
+                return Err(Error::InvalidFile {
+                    path: epochs_path,
+                    reason: format!(
+                        "lists {} epochs, but the checkpoint has {done}; the folder mixes two runs",
+                        epochs.len()
+                    ),
+                });
+            }
+            epochs.truncate(done);
+            let trainer = Trainer::resume(checkpoint, config, layer, train.len())?;
+            log::info!(
+                "resuming the run in {} after epoch {done}{position}",
+                dir.display()
+            );
+            (trainer, epochs, Some(done))
+        }
+        None => {
+            prepare_checkpoint_dir(checkpoint_dir, settings)?;
+            let optimizer = Adam::new(settings.adam_config(), &*layer)?;
+            (Trainer::new(config, optimizer)?, Vec::new(), None)
+        }
+    };
+    let batches = train.len().div_ceil(settings.batch_size.min(train.len()));
+    let done = trainer.in_progress().map_or(0, |(_, batches)| batches);
+    let total = settings.epochs.saturating_sub(trainer.epoch()) * batches;
+    let bar = progress.bar(total.saturating_sub(done) as u64, "training");
+    while trainer.epoch() < settings.epochs {
+        let outcome = trainer.run_epoch_with(layer, train, Some(test), |p| {
+            bar.set_message(format!(
+                "epoch {}/{}  batch {}/{}  loss {:.3e}",
+                p.epoch, settings.epochs, p.batch, p.batches, p.mean_loss
+            ));
+            bar.inc(1);
+            if interrupted.load(Ordering::SeqCst) {
+                std::ops::ControlFlow::Break(())
+            } else {
+                std::ops::ControlFlow::Continue(())
+            }
+        })?;
+        match outcome {
+            EpochOutcome::Completed(report) => {
+                // The epoch list is written first: a kill between the two writes
+                // leaves one epoch more in the list than in the checkpoint, which
+                // a resumed run drops.
+                epochs.push(EpochEntry::from(&report));
+                write_epochs(&checkpoint_dir.join(EPOCHS_FILE), &epochs)?;
+                trainer.checkpoint(layer).save(checkpoint_dir)?;
+                let contraction = match report.contraction_max {
+                    Some(max) => format!(
+                        "  spectral radius ≈ {max:.3} (largest estimate; {} fallbacks, {} failed)",
+                        report.fallbacks, report.fallback_failures
+                    ),
+                    None => String::new(),
+                };
+                bar.suspend(|| {
+                    log::info!(
+                        "epoch {:>3}  train MSE {:.4e}  test MSE {:.4e}  iterations {:>6.1}  {:.1} s{contraction}",
+                        report.epoch,
+                        report.train_mse,
+                        report.test_mse.unwrap_or(f64::NAN),
+                        report.mean_iterations,
+                        report.seconds
+                    )
+                });
+                if interrupted.load(Ordering::SeqCst) && trainer.epoch() < settings.epochs {
+                    bar.abandon();
+                    log::warn!(
+                        "interrupted after epoch {}; the checkpoint is saved: continue with --resume {}",
+                        report.epoch,
+                        checkpoint_dir.display()
+                    );
+                    return Ok(None);
+                }
+            }
+            EpochOutcome::Interrupted { epoch, batches_done } => {
+                trainer.checkpoint(layer).save(checkpoint_dir)?;
+                bar.abandon();
+                log::warn!(
+                    "interrupted in epoch {epoch} after {batches_done} batches; the checkpoint is saved: \
+                     continue with --resume {}",
+                    checkpoint_dir.display()
+                );
+                return Ok(None);
+            }
+        }
+    }
+    bar.finish_and_clear();
+    Ok(Some(Training { epochs, resumed_at }))
+}
+
+/// Empties the checkpoint folder of a new run and writes its settings.
+fn prepare_checkpoint_dir(dir: &Path, settings: &Settings) -> Result<(), Error> {
+    if dir.join(SETTINGS_FILE).exists() || Checkpoint::<f64>::exists(dir) {
+        log::warn!("replacing the checkpoint of an earlier run in {}", dir.display());
+        std::fs::remove_dir_all(dir).map_err(|source| Error::Io {
+            action: "failed to remove the earlier checkpoint folder".into(),
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+        action: "failed to create the checkpoint folder".into(),
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    write_json(&dir.join(SETTINGS_FILE), settings)
+}
+
+fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), Error> {
+    let json = serde_json::to_string_pretty(value).map_err(|e| Error::Io {
+        action: "failed to serialize".into(),
+        path: path.to_path_buf(),
+        source: std::io::Error::other(e),
+    })?;
+    atomic::write_atomic(path, json.as_bytes())
+}
+
+fn write_epochs(path: &Path, epochs: &[EpochEntry]) -> Result<(), Error> {
+    write_json(path, &epochs)
+}
+
+fn read_epochs(path: &Path) -> Result<Vec<EpochEntry>, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        action: "failed to read the epochs of the run to resume".into(),
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| Error::InvalidFile {
+        path: path.to_path_buf(),
+        reason: format!("{e}; expected the list of epochs that a run writes beside its checkpoint"),
+    })
+}
+
 /// Compares every gradient mode with finite differences on the first
 /// training batch, prints the table and returns it for the report.
 fn run_audit<T: Scalar>(
@@ -278,10 +607,7 @@ fn run_audit<T: Scalar>(
         seed: settings.seed,
         ..AuditOptions::default()
     };
-    log(
-        settings,
-        format!("auditing gradients on {batch} training samples"),
-    );
+    log::info!("auditing gradients on {batch} training samples");
     let audit = layer.audit_gradients(
         data.as_ref(),
         &mut |x, g| optlayer::mse_loss(x, targets.as_ref(), g),
@@ -291,6 +617,7 @@ fn run_audit<T: Scalar>(
     Ok(audit)
 }
 
+/// Writes the generated matrices and datasets (in `f64`).
 fn save_inputs(staging: &Staging, problem: &Problem) -> Result<(), Error> {
     npy::write_matrix(&staging.path("A.npy"), problem.a.as_ref())?;
     if let Some(dictionary) = &problem.dictionary {
@@ -306,30 +633,191 @@ fn to_f64<T: Scalar>(m: MatRef<'_, T>) -> Mat<f64> {
     Mat::from_fn(m.nrows(), m.ncols(), |i, j| m[(i, j)].to_f64_lossless())
 }
 
-fn evaluate_least_squares<T: Scalar>(a: &Mat<T>, test: &Dataset<T>) -> Result<LeastSquaresResult, Error> {
+fn evaluate_least_squares<T: Scalar>(
+    a: &Mat<T>,
+    test: &Dataset<T>,
+) -> Result<(LeastSquaresResult, Mat<T>), Error> {
     let solver = MinNormLeastSquares::new(a.as_ref())?;
     let x = solver.solve(test.data())?;
-    Ok(LeastSquaresResult {
+    let result = LeastSquaresResult {
         mse: optlayer::mse(x.as_ref(), test.targets()).to_f64_lossless(),
         fidelity: mean_fidelity(a.as_ref(), x.as_ref(), test.data()),
-    })
+    };
+    Ok((result, x))
 }
 
-fn evaluate_depths<T: Scalar, Alg: Splitting<Real = T>>(
-    layer: &OptLayer<Alg>,
+/// Runs the forward pass on all columns of `data`, a batch at a time, with a
+/// progress bar over the samples.
+fn predict<T: Scalar>(
+    layer: &OptLayer<LinearizedAdmm<T>>,
+    data: MatRef<'_, T>,
+    settings: &Settings,
+    options: &ForwardOptions,
+    progress: &Progress,
+    what: &str,
+) -> Result<Prediction<T>, Error> {
+    let total = data.ncols();
+    let bar = progress.bar(total as u64, &format!("{what} @ {} it", options.max_iters));
+    let mut x = Mat::zeros(layer.splitting().primal_dim(), total);
+    let mut samples = Vec::with_capacity(total);
+    let mut start = 0;
+    while start < total {
+        let len = settings.batch_size.min(total - start);
+        let result = layer.forward_with(data.subcols(start, len), options)?;
+        x.as_mut().subcols_mut(start, len).copy_from(&result.x);
+        samples.extend(result.samples);
+        start += len;
+        bar.inc(len as u64);
+    }
+    bar.finish_and_clear();
+    Ok(Prediction { x, samples })
+}
+
+/// Evaluates a model on the test set at the training and the test iteration
+/// counts; returns the results and the prediction at the test count.
+fn evaluate_depths<T: Scalar>(
+    layer: &OptLayer<LinearizedAdmm<T>>,
     a: &Mat<T>,
     test: &Dataset<T>,
     settings: &Settings,
-    train_forward: &ForwardOptions,
-    test_forward: &ForwardOptions,
-) -> Result<ModelResult, Error> {
-    let (mse_train_depth, prediction_train) = evaluate(layer, test, settings.batch_size, train_forward)?;
-    let (mse_test_depth, prediction_test) = evaluate(layer, test, settings.batch_size, test_forward)?;
-    Ok(ModelResult {
-        mse_train_depth,
-        mse_test_depth,
-        fidelity: mean_fidelity(a.as_ref(), prediction_test.x.as_ref(), test.data()),
-        train_depth: DepthStats::new(settings.train_iters, &prediction_train),
-        test_depth: DepthStats::new(settings.test_iters, &prediction_test),
-    })
+    progress: &Progress,
+    what: &str,
+) -> Result<(ModelResult, Prediction<T>), Error> {
+    let at_train_depth = predict(
+        layer,
+        test.data(),
+        settings,
+        &settings.train_forward(),
+        progress,
+        what,
+    )?;
+    let at_test_depth = predict(
+        layer,
+        test.data(),
+        settings,
+        &settings.test_forward(),
+        progress,
+        what,
+    )?;
+    let result = ModelResult {
+        mse_train_depth: optlayer::mse(at_train_depth.x.as_ref(), test.targets()).to_f64_lossless(),
+        mse_test_depth: optlayer::mse(at_test_depth.x.as_ref(), test.targets()).to_f64_lossless(),
+        fidelity: mean_fidelity(a.as_ref(), at_test_depth.x.as_ref(), test.data()),
+        train_depth: DepthStats::new(settings.train_iters, &at_train_depth),
+        test_depth: DepthStats::new(settings.test_iters, &at_test_depth),
+    };
+    Ok((result, at_test_depth))
+}
+
+/// Returns, for each of `iters` steps from the initial state, the median over
+/// the columns of `data` of the relative fixed-point residual `‖z⁺ − z‖/‖z⁺‖`
+/// that the layer's stopping test uses.
+fn residual_history<T: Scalar>(splitting: &LinearizedAdmm<T>, data: MatRef<'_, T>, iters: usize) -> Vec<f64> {
+    let (dim, batch) = (splitting.state_dim(), data.ncols());
+    let par = Par::Seq;
+    let mut z = Mat::<T>::zeros(dim, batch);
+    splitting.init(z.as_mut(), data);
+    let mut next = Mat::<T>::zeros(dim, batch);
+    let mut buffer = MemBuffer::new(splitting.step_scratch(batch, par));
+    let mut ratios = vec![0.0; batch];
+    let mut history = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        splitting.step(next.as_mut(), z.as_ref(), data, par, MemStack::new(&mut buffer));
+        for (col, ratio) in ratios.iter_mut().enumerate() {
+            let (residual, scale) = splitting.fixed_point_residual(next.as_ref(), z.as_ref(), col);
+            let (residual, scale) = (residual.to_f64_lossless(), scale.to_f64_lossless());
+            *ratio = if scale > 0.0 { residual / scale } else { residual };
+        }
+        ratios.sort_by(f64::total_cmp);
+        let mid = batch / 2;
+        history.push(if batch % 2 == 1 {
+            ratios[mid]
+        } else {
+            0.5 * (ratios[mid - 1] + ratios[mid])
+        });
+        std::mem::swap(&mut z, &mut next);
+    }
+    history
+}
+
+/// Draws the four figures into the staging folder and returns their file names.
+#[allow(clippy::too_many_arguments)]
+fn draw_figures<T: Scalar>(
+    renderer: &plots::Renderer,
+    staging: &Staging,
+    epochs: &[EpochEntry],
+    least_squares_mse: f64,
+    histories: &[plots::History],
+    certificates: &certify::Certificates<T>,
+    theta: MatRef<'_, T>,
+    settings: &Settings,
+) -> Result<Figures, Error> {
+    let dir = staging.path("");
+    let mut files = Vec::new();
+    let theta_x = theta * certificates.signals.as_ref();
+    let panels: Vec<plots::StemPanel> = certificates
+        .panel_titles
+        .iter()
+        .enumerate()
+        .map(|(j, title)| plots::StemPanel {
+            title: title.clone(),
+            values: (0..theta_x.nrows())
+                .map(|i| theta_x[(i, j)].to_f64_lossless())
+                .collect(),
+        })
+        .collect();
+    files.extend(plots::stems(renderer, &dir, &panels)?);
+    if epochs.is_empty() {
+        log::info!("no training epochs: training_curves is not drawn");
+    } else {
+        let points: Vec<plots::EpochPoint> = epochs
+            .iter()
+            .map(|e| plots::EpochPoint {
+                epoch: e.epoch,
+                train: e.train_mse,
+                test: e.test_mse,
+            })
+            .collect();
+        files.extend(plots::training_curves(
+            renderer,
+            &dir,
+            &points,
+            least_squares_mse,
+        )?);
+    }
+    files.extend(plots::convergence(
+        renderer,
+        &dir,
+        histories,
+        settings.tol,
+        "Relative fixed-point residual of linearized ADMM on test samples",
+    )?);
+    let thresholds = certificates.sparsity_thresholds;
+    files.extend(plots::histogram(
+        renderer,
+        &dir,
+        "sparsity_histogram",
+        &format!(
+            "Sparsity of {} test inferences, with the thresholds from training inferences",
+            certificates.sparsity_test.len()
+        ),
+        "‖Θx‖₁",
+        &certificates.sparsity_test,
+        &[
+            (
+                format!("pass up to the {} quantile", settings.p_pass),
+                thresholds.pass,
+            ),
+            (
+                format!("warning up to the {} quantile", settings.p_pass + settings.p_warn),
+                thresholds.warn,
+            ),
+        ],
+        40,
+    )?);
+    let names = files
+        .iter()
+        .filter_map(|path| path.file_name().map(|name| name.to_string_lossy().into_owned()))
+        .collect();
+    Ok(Figures { files: names })
 }

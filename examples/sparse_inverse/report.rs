@@ -4,8 +4,9 @@ use std::path::Path;
 
 use optlayer::train::{EpochReport, Prediction, atomic};
 use optlayer::{Error, GradientAudit, Scalar, Status};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use crate::certify::CertificateReport;
 use crate::cli::Settings;
 
 /// Everything a run measured; serialized to report.json.
@@ -13,8 +14,13 @@ use crate::cli::Settings;
 pub struct Report {
     pub config: Settings,
     pub steps: Steps,
+    pub training: TrainingEntry,
     pub epochs: Vec<EpochEntry>,
     pub test: TestReport,
+    /// The certificate: thresholds, the four-signal table and the label shares
+    /// on the test inferences.
+    pub certificate: CertificateReport,
+    pub figures: Figures,
     /// The gradient audit on the first training batch, with --audit.
     pub audit: Option<Vec<AuditEntry>>,
     pub wall_seconds: f64,
@@ -61,8 +67,25 @@ pub struct Steps {
     pub a_norm: f64,
 }
 
-/// One training epoch.
+/// Where Θ came from.
 #[derive(Serialize)]
+pub struct TrainingEntry {
+    /// "trained", or the file of --load-theta.
+    pub theta_source: String,
+    /// The number of epochs the checkpoint had when this run resumed it.
+    pub resumed_at_epoch: Option<usize>,
+    /// The checkpoint folder, when Θ was trained.
+    pub checkpoint: Option<std::path::PathBuf>,
+}
+
+/// The figures written beside report.json.
+#[derive(Serialize)]
+pub struct Figures {
+    pub files: Vec<String>,
+}
+
+/// One training epoch.
+#[derive(Serialize, Deserialize)]
 pub struct EpochEntry {
     pub epoch: usize,
     pub train_mse: f64,
@@ -172,7 +195,12 @@ impl Report {
                 "least squares", t.least_squares.mse, "-", t.least_squares.fidelity
             ),
         ];
-        for (name, result) in [("untrained Θ", &t.untrained), ("trained Θ", &t.trained)] {
+        let final_name = if self.config.load_theta.is_some() {
+            "loaded Θ"
+        } else {
+            "trained Θ"
+        };
+        for (name, result) in [("untrained Θ", &t.untrained), (final_name, &t.trained)] {
             lines.push(format!(
                 "{:<16} {:>18.4e} {:>18.4e} {:>12.2e}",
                 name, result.mse_train_depth, result.mse_test_depth, result.fidelity
@@ -188,10 +216,16 @@ impl Report {
         } else {
             format!("{:.3}x higher test MSE than least squares", trained / ls)
         };
+        let work = match self.training.resumed_at_epoch {
+            Some(resumed) => format!(
+                "{} epochs, resumed after epoch {resumed}, in {:.0} s",
+                self.epochs.len(),
+                self.wall_seconds
+            ),
+            None => format!("{} epochs in {:.0} s", self.epochs.len(), self.wall_seconds),
+        };
         lines.push(format!(
-            "trained Θ at {test_depth} iterations: {comparison}; {} epochs in {:.0} s",
-            self.epochs.len(),
-            self.wall_seconds
+            "{final_name} at {test_depth} iterations: {comparison}; {work}"
         ));
         lines.join("\n")
     }

@@ -1,0 +1,219 @@
+"""Linearized ADMM for min ‖Θx‖₁ s.t. Ax = d in PyTorch, timed the way
+`cargo bench --bench peer` times optlayer, on the problem that bench writes.
+
+The iteration, the step sizes and the training step are those of optlayer's
+`LinearizedAdmm` with the blocks (Θ, ‖·‖₁) and (A, indicator of {d}):
+
+    v  = p + λ(ν + α(Θx − p)),  p⁺ = soft-threshold(v, λ),  ν⁺ = ν + α(Θx − p⁺)
+    μ⁺ = μ + α(Ax − d)
+    x⁺ = x − β Θᵀ(2ν⁺ − ν) − β Aᵀ(2μ⁺ − μ)
+
+A training step runs the forward iteration without recording (torch.no_grad),
+then one recorded step from the fixed point, the mean squared error per entry,
+backward, torch.optim.Adam, Θ rescaled to unit spectral norm, and β lowered to
+0.99 / (α ‖[Θ; A]‖₂²) when the step condition needs it; both norms come from
+warm-started power iterations, as in optlayer.
+
+Usage (the bench calls it; see docs/benchmarks.md):
+    python3 ladmm_torch.py PROBLEM_DIR --threads T
+
+It prints one JSON object with the median seconds of each measurement.
+Dependencies: pip install torch numpy.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+ROUNDS = 15
+LONG_ROUNDS = 5
+ROUND_TIME = 0.04
+
+
+def median_seconds(call):
+    """Median over rounds of the seconds per call; a round repeats the call
+    until ROUND_TIME has passed, so short calls are averaged within a round."""
+    start = time.perf_counter()
+    call()
+    first = time.perf_counter() - start
+    warm = time.perf_counter()
+    while time.perf_counter() - warm < ROUND_TIME:
+        call()
+    rounds = ROUNDS if first < 0.1 else LONG_ROUNDS
+    results = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        calls = 0
+        while True:
+            call()
+            calls += 1
+            elapsed = time.perf_counter() - start
+            if elapsed >= ROUND_TIME:
+                break
+        results.append(elapsed / calls)
+    results.sort()
+    return results[len(results) // 2]
+
+
+def soft_threshold(v, t):
+    return torch.sign(v) * torch.clamp(v.abs() - t, min=0.0)
+
+
+class Ladmm:
+    def __init__(self, theta, a, alpha, beta, lam):
+        self.theta = theta
+        self.a = a
+        self.alpha = alpha
+        self.beta = beta
+        self.lam = lam
+        self.theta_vector = None
+        self.stacked_vector = None
+
+    def step(self, state, d, theta=None):
+        theta = self.theta if theta is None else theta
+        x, p, nu, mu = state
+        alpha, beta, lam = self.alpha, self.beta, self.lam
+        kx = theta @ x
+        v = p + lam * (nu + alpha * (kx - p))
+        p_next = soft_threshold(v, lam)
+        nu_next = nu + alpha * (kx - p_next)
+        mu_next = mu + alpha * (self.a @ x - d)
+        x_next = x - beta * (theta.T @ (2.0 * nu_next - nu)) - beta * (self.a.T @ (2.0 * mu_next - mu))
+        return (x_next, p_next, nu_next, mu_next)
+
+    def zero_state(self, batch):
+        n, m = self.theta.shape[0], self.a.shape[0]
+        dtype = self.theta.dtype
+        return (
+            torch.zeros(n, batch, dtype=dtype),
+            torch.zeros(n, batch, dtype=dtype),
+            torch.zeros(n, batch, dtype=dtype),
+            torch.zeros(m, batch, dtype=dtype),
+        )
+
+    def forward(self, d, iters):
+        state = self.zero_state(d.shape[1])
+        with torch.no_grad():
+            for _ in range(iters):
+                state = self.step(state, d)
+        return state
+
+
+def power_iteration(apply, apply_t, start, max_iters=300, rel_tol=1e-9):
+    """Largest singular value of a linear map, from a starting vector."""
+    v = start / start.norm()
+    sigma = 0.0
+    for _ in range(max_iters):
+        w = apply_t(apply(v))
+        norm = w.norm()
+        if norm == 0:
+            return 0.0, v
+        v = w / norm
+        new_sigma = float(norm.sqrt())
+        if abs(new_sigma - sigma) <= rel_tol * new_sigma:
+            sigma = new_sigma
+            break
+        sigma = new_sigma
+    return sigma, v
+
+
+def refresh(model):
+    """Rescales Θ to unit spectral norm and lowers β if the step condition needs it."""
+    theta = model.theta
+    n = theta.shape[1]
+    start = model.theta_vector if model.theta_vector is not None else torch.ones(n, 1, dtype=theta.dtype)
+    norm, model.theta_vector = power_iteration(lambda v: theta @ v, lambda w: theta.T @ w, start)
+    if norm > 0:
+        theta.div_(norm)
+    start = model.stacked_vector if model.stacked_vector is not None else torch.ones(n, 1, dtype=theta.dtype)
+    stacked, model.stacked_vector = power_iteration(
+        lambda v: torch.cat([theta @ v, model.a @ v]),
+        lambda w: theta.T @ w[:n] + model.a.T @ w[n:],
+        start,
+    )
+    if model.alpha * model.beta * stacked**2 > 0.99:
+        model.beta = 0.99 / (model.alpha * stacked**2)
+
+
+def training_step(model, optimizer, d, target, iters):
+    state = model.forward(d, iters)
+    theta = model.theta
+    x_next = model.step(state, d, theta)[0]
+    loss = torch.mean((x_next - target) ** 2)
+    optimizer.zero_grad(set_to_none=False)
+    loss.backward()
+    optimizer.step()
+    with torch.no_grad():
+        refresh(model)
+    return float(loss)
+
+
+def load(path, dtype):
+    return torch.from_numpy(np.load(path)).to(dtype)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("problem_dir")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batches", default="1,10,32,100,1000")
+    parser.add_argument("--train-batches", default="1,10,32,100,1000")
+    parser.add_argument("--train-iters", type=int, default=400)
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.set_num_interop_threads(1)
+    steps = json.load(open(os.path.join(args.problem_dir, "steps.json")))
+    results = {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "step": {},
+        "training_step": {},
+    }
+    for name, dtype in [("f32", torch.float32), ("f64", torch.float64)]:
+        theta0 = load(os.path.join(args.problem_dir, "theta.npy"), dtype)
+        a = load(os.path.join(args.problem_dir, "A.npy"), dtype)
+        # One sample per row in the file; columns are samples here.
+        data = load(os.path.join(args.problem_dir, "train_d.npy"), dtype).T.contiguous()
+        targets = load(os.path.join(args.problem_dir, "train_x.npy"), dtype).T.contiguous()
+        results["step"][name] = {}
+        results["training_step"][name] = {}
+        for batch in [int(b) for b in args.batches.split(",") if b]:
+            model = Ladmm(theta0.clone(), a, steps["alpha"], steps["beta"], steps["lambda"])
+            d = data[:, :batch].contiguous()
+            state = model.forward(d, 50)
+            holder = [state]
+
+            def one_step():
+                with torch.no_grad():
+                    holder[0] = model.step(state, d)
+
+            results["step"][name][str(batch)] = median_seconds(one_step)
+        for batch in [int(b) for b in args.train_batches.split(",") if b]:
+            model = Ladmm(theta0.clone(), a, steps["alpha"], steps["beta"], steps["lambda"])
+            model.theta.requires_grad_(True)
+            optimizer = torch.optim.Adam([model.theta], lr=1e-6, weight_decay=1e-5)
+            d = data[:, :batch].contiguous()
+            target = targets[:, :batch].contiguous()
+            results["training_step"][name][str(batch)] = median_seconds(
+                lambda: training_step(model, optimizer, d, target, args.train_iters)
+            )
+    # The iterate after 400 steps on the first 10 samples in f64, so that the
+    # bench can check that both sides run the same iteration.
+    theta0 = load(os.path.join(args.problem_dir, "theta.npy"), torch.float64)
+    a = load(os.path.join(args.problem_dir, "A.npy"), torch.float64)
+    d = load(os.path.join(args.problem_dir, "train_d.npy"), torch.float64).T[:, :10].contiguous()
+    model = Ladmm(theta0, a, steps["alpha"], steps["beta"], steps["lambda"])
+    x = model.forward(d, args.train_iters)[0]
+    results["check"] = {"iters": args.train_iters, "x": x.T.tolist()}
+    json.dump(results, sys.stdout)
+    print()
+
+
+if __name__ == "__main__":
+    main()

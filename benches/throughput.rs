@@ -1,0 +1,183 @@
+//! Linearized ADMM iterations per second against faer's own matrix product.
+//!
+//! For each precision and batch size, the bench times one call of
+//! `LinearizedAdmm::step` on the reference sparse inverse problem (n = 250,
+//! m = 100) and, in the same run, the four matrix products that the step
+//! contains, called directly through `faer::linalg::matmul::matmul` on the
+//! same shapes: Θ·X and A·X (overwriting) and Θᵀ·V and Aᵀ·W (accumulating).
+//! Both rates count `2 (2n² + 2mn)` flops per sample, so their ratio is the
+//! share of the bare product rate that the whole step reaches; the rest of the
+//! step is the element-wise prox and update work.
+//!
+//! Each figure is the median of 15 rounds; a round repeats the call until
+//! 40 ms have passed and divides. Single-threaded (`Par::Seq`), as the layer
+//! runs each block of samples.
+//!
+//! Run with `cargo bench --bench throughput`; the table is printed and the
+//! figures are recorded in docs/benchmarks.md.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use faer::dyn_stack::{MemBuffer, MemStack};
+use faer::linalg::matmul::matmul;
+use faer::{Accum, Mat, Par};
+use optlayer::problems::sparse_inverse::{SparseInverseConfig, SparseInverseProblem, build_model, cast};
+use optlayer::{Scalar, Splitting};
+
+const ROUNDS: usize = 15;
+const ROUND_TIME: Duration = Duration::from_millis(40);
+const BATCHES: [usize; 4] = [1, 10, 100, 1000];
+
+/// Returns the median over [`ROUNDS`] rounds of the seconds per call of `f`.
+fn median_seconds(mut f: impl FnMut()) -> f64 {
+    // Warm-up: caches, page faults and the first-call dispatch.
+    let warm = Instant::now();
+    while warm.elapsed() < ROUND_TIME {
+        f();
+    }
+    let mut rounds: Vec<f64> = (0..ROUNDS)
+        .map(|_| {
+            let start = Instant::now();
+            let mut calls = 0u64;
+            while start.elapsed() < ROUND_TIME {
+                f();
+                calls += 1;
+            }
+            start.elapsed().as_secs_f64() / calls as f64
+        })
+        .collect();
+    rounds.sort_by(f64::total_cmp);
+    rounds[ROUNDS / 2]
+}
+
+struct Row {
+    precision: &'static str,
+    batch: usize,
+    step: f64,
+    gemm: f64,
+    flops: f64,
+}
+
+fn measure<T: Scalar>(problem: &SparseInverseProblem, rows: &mut Vec<Row>) {
+    let (n, m) = (problem.config.n, problem.config.m);
+    let steps = problem.reference_steps().unwrap();
+    let model = build_model::<T>(&problem.theta0, &problem.a, steps).unwrap();
+    let theta = cast::<T>(&problem.theta0);
+    let a = cast::<T>(&problem.a);
+    let one = T::lit(1.0);
+    for batch in BATCHES {
+        let data = cast::<T>(&problem.train.data().subcols(0, batch).to_owned());
+        let mut z = Mat::<T>::zeros(model.state_dim(), batch);
+        let mut z_next = Mat::<T>::zeros(model.state_dim(), batch);
+        let mut buffer = MemBuffer::new(model.step_scratch(batch, Par::Seq));
+        let stack = MemStack::new(&mut buffer);
+        // From the state after 50 iterations, so that the prox has a realistic active set.
+        for _ in 0..50 {
+            model.step(z_next.as_mut(), z.as_ref(), data.as_ref(), Par::Seq, stack);
+            std::mem::swap(&mut z, &mut z_next);
+        }
+        let step = median_seconds(|| {
+            model.step(z_next.as_mut(), z.as_ref(), data.as_ref(), Par::Seq, stack);
+            black_box(&z_next);
+        });
+
+        let x = Mat::<T>::from_fn(n, batch, |i, j| T::lit(((i + 3 * j) % 7) as f64 - 3.0));
+        let v = Mat::<T>::from_fn(n, batch, |i, j| T::lit(((2 * i + j) % 5) as f64 - 2.0));
+        let w = Mat::<T>::from_fn(m, batch, |i, j| T::lit(((i + j) % 3) as f64 - 1.0));
+        let mut theta_x = Mat::<T>::zeros(n, batch);
+        let mut a_x = Mat::<T>::zeros(m, batch);
+        let mut back = Mat::<T>::zeros(n, batch);
+        let gemm = median_seconds(|| {
+            matmul(
+                theta_x.as_mut(),
+                Accum::Replace,
+                theta.as_ref(),
+                x.as_ref(),
+                one,
+                Par::Seq,
+            );
+            matmul(
+                a_x.as_mut(),
+                Accum::Replace,
+                a.as_ref(),
+                x.as_ref(),
+                one,
+                Par::Seq,
+            );
+            matmul(
+                back.as_mut(),
+                Accum::Add,
+                theta.transpose(),
+                v.as_ref(),
+                one,
+                Par::Seq,
+            );
+            matmul(
+                back.as_mut(),
+                Accum::Add,
+                a.transpose(),
+                w.as_ref(),
+                one,
+                Par::Seq,
+            );
+            black_box((&theta_x, &a_x, &back));
+        });
+        rows.push(Row {
+            precision: T::NAME,
+            batch,
+            step,
+            gemm,
+            flops: (2 * batch * (2 * n * n + 2 * m * n)) as f64,
+        });
+    }
+}
+
+fn format_time(seconds: f64) -> String {
+    if seconds < 1e-3 {
+        format!("{:.1} µs", seconds * 1e6)
+    } else {
+        format!("{:.2} ms", seconds * 1e3)
+    }
+}
+
+fn main() {
+    // `cargo bench` passes --bench; other arguments select nothing here.
+    let problem = SparseInverseProblem::generate(&SparseInverseConfig {
+        train_samples: 1000,
+        test_samples: 1,
+        ..SparseInverseConfig::default()
+    })
+    .unwrap();
+    let mut rows = Vec::new();
+    measure::<f32>(&problem, &mut rows);
+    measure::<f64>(&problem, &mut rows);
+
+    println!(
+        "| precision | batch | step | iterations/s | step GFLOP/s | faer products | products GFLOP/s | ratio |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for row in &rows {
+        println!(
+            "| {} | {} | {} | {:.0} | {:.1} | {} | {:.1} | {:.0}% |",
+            row.precision,
+            row.batch,
+            format_time(row.step),
+            1.0 / row.step,
+            row.flops / row.step / 1e9,
+            format_time(row.gemm),
+            row.flops / row.gemm / 1e9,
+            100.0 * row.gemm / row.step
+        );
+    }
+    for batch in BATCHES {
+        let time = |precision: &str| {
+            rows.iter()
+                .find(|r| r.precision == precision && r.batch == batch)
+                .map(|r| r.step)
+        };
+        if let (Some(single), Some(double)) = (time("f32"), time("f64")) {
+            println!("batch {batch}: f32 step {:.2}x faster than f64", double / single);
+        }
+    }
+}
