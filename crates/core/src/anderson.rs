@@ -157,7 +157,7 @@ pub struct AndersonReport {
 }
 
 /// Minimum number of columns a step runs on, explained at [`iterate_block`].
-const MIN_STEP_COLUMNS: usize = 2;
+pub(crate) const MIN_STEP_COLUMNS: usize = 2;
 
 /// Per-sample histories of one block of columns.
 ///

@@ -4,7 +4,7 @@ use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::prelude::ReborrowMut;
 use faer::{Mat, MatMut, MatRef, Par};
 
-use crate::anderson::{self, AndersonOptions, AndersonReport};
+use crate::anderson::{self, AndersonOptions, AndersonReport, MIN_STEP_COLUMNS};
 use crate::columns::swap_cols;
 use crate::validate::{check_finite, check_nonempty, check_nonnegative, check_rows, check_shape};
 use crate::{
@@ -383,6 +383,9 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
         options.validate()?;
         let batch = data.ncols();
         let chunks = options.threads.min(batch);
+        // A pass of one sample runs it alone whatever the thread count, so
+        // only larger passes need the two-column minimum of `iterate_block`.
+        let min_columns = if batch > 1 { MIN_STEP_COLUMNS } else { 1 };
         let mut final_state = Mat::zeros(state.nrows(), batch);
         let mut samples = Vec::with_capacity(batch);
 
@@ -392,6 +395,7 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
                 state.as_ref(),
                 data,
                 options,
+                min_columns,
                 final_state.as_mut(),
             );
         } else {
@@ -407,7 +411,7 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
                         let d = data.subcols(start, end - start);
                         scope.spawn(move || {
                             let mut out = Mat::zeros(z0.nrows(), z0.ncols());
-                            let reports = iterate_any(splitting, z0, d, options, out.as_mut());
+                            let reports = iterate_any(splitting, z0, d, options, min_columns, out.as_mut());
                             (out, reports)
                         })
                     })
@@ -449,16 +453,18 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
 }
 
 /// Iterates one block of columns with the plain or the accelerated loop, as
-/// `options` selects.
+/// `options` selects. The plain loop steps at least `min_columns` columns
+/// (see [`iterate_block`]).
 fn iterate_any<T: Scalar, Alg: Splitting<Real = T>>(
     splitting: &Alg,
     initial_state: MatRef<'_, T>,
     data: MatRef<'_, T>,
     options: &ForwardOptions,
+    min_columns: usize,
     out: MatMut<'_, T>,
 ) -> Vec<SampleReport<T>> {
     match &options.anderson {
-        None => iterate_block(splitting, initial_state, data, options, out),
+        None => iterate_block(splitting, initial_state, data, options, min_columns, out),
         Some(settings) => anderson::iterate_block(splitting, initial_state, data, options, settings, out),
     }
 }
@@ -469,18 +475,30 @@ fn iterate_any<T: Scalar, Alg: Splitting<Real = T>>(
 /// Active samples occupy the leading columns of the working buffers. When a
 /// sample stops, its final state is copied to `out` and its column is swapped
 /// with the last active one, so later steps run on a smaller block.
+///
+/// Each step runs on at least `min_columns` columns: when fewer samples are
+/// active, copies of the first one fill the rest. faer 0.24 multiplies a
+/// transposed matrix by a single column with a dot-product kernel whose
+/// rounding differs from the one it uses for two or more columns. With
+/// `min_columns = 2`, the result of a sample therefore does not depend on the
+/// thread count, which decides how the batch is split into blocks. The copy
+/// doubles the cost of a step while one sample of the block is left.
 fn iterate_block<T: Scalar, Alg: Splitting<Real = T>>(
     splitting: &Alg,
     initial_state: MatRef<'_, T>,
     data: MatRef<'_, T>,
     options: &ForwardOptions,
+    min_columns: usize,
     mut out: MatMut<'_, T>,
 ) -> Vec<SampleReport<T>> {
-    let batch = initial_state.ncols();
+    let (dim, batch) = (initial_state.nrows(), initial_state.ncols());
     let par = Par::Seq;
-    let mut z = initial_state.to_owned();
-    let mut z_next = Mat::<T>::zeros(z.nrows(), batch);
-    let mut data_work = data.to_owned();
+    let width = batch.max(min_columns);
+    let mut z = Mat::<T>::zeros(dim, width);
+    z.as_mut().subcols_mut(0, batch).copy_from(initial_state);
+    let mut z_next = Mat::<T>::zeros(dim, width);
+    let mut data_work = Mat::<T>::zeros(data.nrows(), width);
+    data_work.as_mut().subcols_mut(0, batch).copy_from(data);
     let mut order: Vec<usize> = (0..batch).collect();
     let mut reports = vec![
         SampleReport {
@@ -493,7 +511,7 @@ fn iterate_block<T: Scalar, Alg: Splitting<Real = T>>(
         };
         batch
     ];
-    let mut buffer = MemBuffer::new(splitting.step_scratch(batch, par));
+    let mut buffer = MemBuffer::new(splitting.step_scratch(width, par));
     let stack = MemStack::new(&mut buffer);
     let rtol = T::lit(options.rtol);
     let atol = T::lit(options.atol);
@@ -503,10 +521,17 @@ fn iterate_block<T: Scalar, Alg: Splitting<Real = T>>(
         if active == 0 {
             break;
         }
+        let step_columns = active.max(min_columns);
+        for copy in active..step_columns {
+            let (source, mut target) = z.two_cols_mut(0, copy);
+            target.copy_from(source);
+            let (source, mut target) = data_work.two_cols_mut(0, copy);
+            target.copy_from(source);
+        }
         splitting.step(
-            z_next.as_mut().subcols_mut(0, active),
-            z.as_ref().subcols(0, active),
-            data_work.as_ref().subcols(0, active),
+            z_next.as_mut().subcols_mut(0, step_columns),
+            z.as_ref().subcols(0, step_columns),
+            data_work.as_ref().subcols(0, step_columns),
             par,
             stack,
         );
