@@ -476,7 +476,7 @@ fn train_model<T: Scalar>(
     while trainer.epoch() < settings.epochs {
         let outcome = trainer.run_epoch_with(layer, train, Some(test), |p| {
             bar.set_message(format!(
-                "epoch {}/{}  batch {}/{}  loss {:.3e}",
+                "epoch {}/{} batch {}/{} loss {:.3e}",
                 p.epoch, settings.epochs, p.batch, p.batches, p.mean_loss
             ));
             bar.inc(1);

@@ -6,7 +6,7 @@
 
 use std::io::IsTerminal;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 /// Starts the logger; `RUST_LOG` overrides the level chosen here.
 pub fn init_logger(quiet: bool) {
@@ -35,11 +35,12 @@ impl Progress {
         if !self.visible {
             return ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::hidden());
         }
-        let style = ProgressStyle::with_template(
-            "{prefix:>14} [{bar:32}] {pos}/{len} {msg}  {per_sec}  {elapsed_precise} elapsed, {eta} left",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
+        let style = ProgressStyle::with_template("{prefix} [{bar:20}] {pos}/{len} {msg} {rate} {eta} left")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .with_key("rate", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.1}/s", state.per_sec());
+            })
+            .progress_chars("=> ");
         ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr())
             .with_style(style)
             .with_prefix(prefix.to_string())
