@@ -282,6 +282,7 @@ fn load_theta_evaluates_a_given_theta_and_checks_its_shape() {
     assert!(!output.status.success());
     let stderr = stderr_of(&output);
     assert!(stderr.contains("integers.npy"), "{stderr}");
+    assert!(stderr.contains("30 x 30"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 
     // The identity: the model becomes min ‖x‖₁ s.t. Ax = d (basis pursuit).
@@ -370,4 +371,31 @@ fn certificate_and_figures_are_written() {
     }
     let files = report["figures"]["files"].as_array().unwrap();
     assert_eq!(files.len(), 8);
+
+    // The trained Θ, evaluated again with --load-theta, brings its thresholds.
+    let again = TempDir::new("workflow-certificate-again");
+    let theta = dir.path().join("theta_trained.npy");
+    let output = run(&args_with(&[
+        "--out",
+        again.path().to_str().unwrap(),
+        "--quiet",
+        "--load-theta",
+        theta.to_str().unwrap(),
+    ]));
+    assert_success(&output);
+    let loaded = read_report(again.path());
+    assert_eq!(
+        loaded["certificate"]["calibration_file"].as_str(),
+        Some(dir.path().join("certificate.txt").to_str().unwrap())
+    );
+    assert_eq!(
+        loaded["certificate"]["properties"], certificate["properties"],
+        "thresholds read back differ from the saved ones"
+    );
+    let trained = report["test"]["trained"]["mse_test_depth"].as_f64().unwrap();
+    let reloaded = loaded["test"]["trained"]["mse_test_depth"].as_f64().unwrap();
+    assert!(
+        (reloaded - trained).abs() <= 1e-4 * trained,
+        "test MSE {reloaded} with the loaded Θ, {trained} after training"
+    );
 }

@@ -2,6 +2,8 @@
 //! sparsity `‖Θx‖₁` and the fixed-point residual against thresholds calibrated
 //! on training inferences, and the fidelity `‖Ax − d‖/‖d‖` against fixed ones.
 
+use std::path::{Path, PathBuf};
+
 use faer::{Mat, MatRef};
 use optlayer::train::certificate::{
     Assessment, Certificate, FixedPointResidual, L1Of, RelativeResidual, Rule, Thresholds,
@@ -84,6 +86,9 @@ pub struct CertificateReport {
     pub other_sample: usize,
     /// Training inferences the quantile thresholds come from.
     pub calibration_samples: usize,
+    /// The calibration file the thresholds were read from, when they were
+    /// not calibrated in this run.
+    pub calibration_file: Option<PathBuf>,
     pub properties: Vec<PropertyEntry>,
     pub signals: Vec<SignalEntry>,
     pub test_inferences: usize,
@@ -139,6 +144,7 @@ pub fn assess<T: Scalar>(
     prediction: &Prediction<T>,
     settings: &Settings,
     calibration_samples: usize,
+    calibration_file: Option<&Path>,
 ) -> Result<Certificates<T>, Error> {
     let sample = 0;
     let other = 1 % test.len();
@@ -274,6 +280,7 @@ pub fn assess<T: Scalar>(
             test_sample: sample,
             other_sample: other,
             calibration_samples,
+            calibration_file: calibration_file.map(Path::to_path_buf),
             properties,
             signals: rows,
             test_inferences: all.len(),

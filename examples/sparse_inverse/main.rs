@@ -26,7 +26,9 @@ use optlayer::problems::sparse_inverse::{
     SparseInverseConfig, SparseInverseProblem, build_model, cast, cast_dataset, initial_theta,
 };
 use optlayer::splittings::{LadmmSteps, LinearizedAdmm};
-use optlayer::train::{Adam, Checkpoint, Dataset, EpochOutcome, Prediction, Trainer, atomic, npy};
+use optlayer::train::{
+    Adam, Calibration, Checkpoint, Dataset, EpochOutcome, Prediction, Trainer, atomic, npy,
+};
 use optlayer::{
     AuditOptions, Error, ForwardOptions, GradientAudit, GradientMode, OptLayer, Parameterized, Scalar,
     Splitting, find_param, set_param,
@@ -167,6 +169,10 @@ fn read_theta(path: &Path, n: usize) -> Result<Mat<f64>, Error> {
             what: format!("{what} (--load-theta: Θ must be n x n with n = {n}, the columns of A)"),
             expected,
             found,
+        },
+        Error::InvalidFile { path, reason } => Error::InvalidFile {
+            path,
+            reason: format!("{reason}; --load-theta expects a {n} x {n} float32 or float64 array"),
         },
         other => other,
     })
@@ -323,23 +329,41 @@ fn run<T: Scalar>(
         to_f64(theta.as_ref()).as_ref(),
     )?;
 
-    log::info!("calibrating the certificate on training inferences");
-    let calibration_len = settings.calibration_samples.min(train.len());
-    let calibration_data = train.data().subcols(0, calibration_len);
-    let calibration = predict(
-        &layer,
-        calibration_data,
-        settings,
-        &test_forward,
-        &progress,
-        "calibration",
-    )?;
     let mut certificate = certify::certificate(theta.as_ref(), a.as_ref(), settings)?;
-    certificate.calibrate(
-        calibration.x.as_ref(),
-        calibration_data,
-        Some(&calibration.samples),
-    )?;
+    // A Θ from --load-theta comes with its thresholds when a calibration file
+    // lies beside it, as this example writes one beside theta_trained.npy.
+    let saved_calibration = settings
+        .load_theta
+        .as_ref()
+        .map(|path| path.with_file_name(certify::CALIBRATION_FILE))
+        .filter(|path| path.exists());
+    let calibration_len = match &saved_calibration {
+        Some(path) => {
+            log::info!("reading the certificate thresholds from {}", path.display());
+            let calibration = Calibration::load(path)?;
+            certificate.apply_calibration(&calibration)?;
+            calibration.entries.iter().map(|e| e.samples).max().unwrap_or(0)
+        }
+        None => {
+            log::info!("calibrating the certificate on training inferences");
+            let calibration_len = settings.calibration_samples.min(train.len());
+            let calibration_data = train.data().subcols(0, calibration_len);
+            let calibration = predict(
+                &layer,
+                calibration_data,
+                settings,
+                &test_forward,
+                &progress,
+                "calibration",
+            )?;
+            certificate.calibrate(
+                calibration.x.as_ref(),
+                calibration_data,
+                Some(&calibration.samples),
+            )?;
+            calibration_len
+        }
+    };
     certificate
         .calibration()?
         .save(&staging.path(certify::CALIBRATION_FILE))?;
@@ -350,6 +374,7 @@ fn run<T: Scalar>(
         &prediction,
         settings,
         calibration_len,
+        saved_calibration.as_deref(),
     )?;
     if check_interrupt(interrupted).is_err() {
         return Ok(Outcome::Interrupted);
