@@ -448,8 +448,9 @@ fn normalized_layer<T: Scalar>(problem: &Problem<T>) -> OptLayer<LinearizedAdmm<
 
 /// Trains the normalized model without interruption, and again with a
 /// checkpoint after `stop_batch` batches of epoch `stop_epoch` (a `Break`
-/// mid-epoch, or at the epoch's end), resumed into a fresh layer; asserts
-/// that both end with the same Θ, bit for bit.
+/// mid-epoch), or at the end of that epoch when `stop_batch` is `None`. The
+/// second run resumes into a fresh layer, and both must end with the same Θ,
+/// bit for bit.
 fn normalized_resume<T: Scalar>(stop_epoch: usize, stop_batch: Option<usize>, label: &str) {
     let problem = problem::<T>();
     let mut expected = normalized_layer(&problem);
@@ -493,8 +494,8 @@ fn normalized_resume<T: Scalar>(stop_epoch: usize, stop_batch: Option<usize>, la
         trainer.checkpoint(&layer).save(dir.path()).unwrap();
     }
     let checkpoint = Checkpoint::<T>::load(dir.path()).unwrap();
-    // Θ's power vector, its 1 x 1 l1 weight has none, A has none, then
-    // LADMM's power vector and norm estimate.
+    // The state is Θ's power vector, then LADMM's power vector and norm
+    // estimate. The l1 norm, A and the indicator have none.
     assert_eq!(checkpoint.warm_start_state().len(), 3, "{label}");
     let mut layer = normalized_layer(&problem);
     let mut trainer = Trainer::resume(checkpoint, config(), &mut layer, problem.train.len()).unwrap();

@@ -621,6 +621,7 @@ impl<T: Scalar> Parameterized<T> for CondatVu<T> {
             "estimate of ||K||_2 of the Condat-Vu splitting",
             &state[parts_len + 1],
         )?;
+
         self.set_part_warm_start_states(&previous, &state[..parts_len])?;
         let steps = self
             .read_lipschitz()
@@ -628,11 +629,13 @@ impl<T: Scalar> Parameterized<T> for CondatVu<T> {
         let (lipschitz, (tau, sigma)) = match steps {
             Ok(steps) => steps,
             Err(error) => {
+                // Give the terms back their previous states, which they accepted before.
                 let unchanged: Vec<Mat<T>> = previous.iter().flatten().cloned().collect();
                 let _ = self.set_part_warm_start_states(&previous, &unchanged);
                 return Err(error);
             }
         };
+
         self.power_vector = vector;
         self.norm_estimate = norm;
         self.lipschitz_estimate = lipschitz;

@@ -1,6 +1,6 @@
-//! Warm-start state of power-iteration norm estimates: a model that gets the
+//! Warm-start state of power-iteration norm estimates. A model that gets the
 //! parameters and the warm-start state of a trained model repeats its next
-//! update bit for bit, and a state of the wrong count or shape is rejected
+//! update bit for bit. A state of the wrong count or shape is rejected
 //! without a change.
 
 use faer::Mat;
@@ -185,7 +185,7 @@ fn linearized_admm_round_trip_f32() {
     linearized_admm_round_trip::<f32>();
 }
 
-/// Builds `½‖Bx − c‖² + ‖x‖₁ + ½‖Kx‖²` with `K` at unit spectral norm and
+/// Builds `½‖Bx − c‖² + ‖x‖₁ + ¼‖Kx‖²` with `K` at unit spectral norm and
 /// `B` learnable.
 fn condat_vu<T: Scalar>(seed: u64) -> CondatVu<T> {
     let (n, m, p) = (4, 5, 3);
@@ -267,7 +267,7 @@ fn wrong_count_or_shape_is_rejected() {
     let mut bad_estimate = good.clone();
     bad_estimate[2] = Mat::zeros(2, 1);
     assert_rejected(&mut admm, &bad_estimate, "expected 1 x 1");
-    // A bad vector of Θ, after LADMM's own entries were checked.
+    // LADMM's own entries are valid here, so Θ's block rejects its vector.
     let mut bad_theta = good.clone();
     bad_theta[0] = Mat::zeros(3, 1);
     assert_rejected(&mut admm, &bad_theta, "theta");
@@ -309,4 +309,21 @@ fn absent_vector_round_trips() {
     theta.after_param_update().unwrap();
     assert_eq!(theta.warm_start_state(), cold.warm_start_state());
     assert_eq!(theta.matrix().to_owned(), cold.matrix().to_owned());
+}
+
+#[test]
+fn rejected_step_restores_previous_state() {
+    // With the fixed step γ = 0.5, a restored estimate L = 100 of the
+    // least-squares term breaks γ L < 2, so the splitting rejects the state
+    // after its terms took it, and must give them their previous state back.
+    let mut model = proximal_gradient(1).with_step(0.5).unwrap();
+    let before = model.warm_start_state();
+    let (gamma, lipschitz) = (model.gamma(), model.lipschitz_estimate());
+    let mut state = before.clone();
+    state[2][(0, 0)] = 100.0;
+    let error = model.set_warm_start_state(&state).unwrap_err();
+    assert!(matches!(error, Error::StepCondition { .. }), "{error}");
+    assert_eq!(model.warm_start_state(), before);
+    assert_eq!(model.gamma(), gamma);
+    assert_eq!(model.lipschitz_estimate(), lipschitz);
 }

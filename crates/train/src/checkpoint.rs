@@ -8,8 +8,9 @@
 //!   ending in `end`. The lines contain the format version, the dtype, the
 //!   epochs completed, the seed, the batch size, the training set length, the
 //!   ChaCha8 generator's seed, stream and word position, the Adam settings and
-//!   step count, the parameter names and shapes, the shapes of the warm-start
-//!   state, and the epoch in progress with its sample order and accumulators.
+//!   step count, and the parameter names and shapes. The shapes of the
+//!   warm-start state and the epoch in progress, with its sample order and
+//!   accumulators, follow.
 //! - `param-<i>.npy`, `adam-m-<i>.npy` and `adam-v-<i>.npy`: parameter `i`
 //!   and its Adam first and second moments, in the order of `state.txt`.
 //! - `warm-start-<i>.npy`: matrix `i` of the layer's warm-start state
@@ -389,12 +390,13 @@ impl<T: Scalar> Trainer<T> {
     /// `config` may change `epochs` (to extend a run), the forward settings,
     /// the gradient mode and the contraction check. A run resumed this way
     /// with an unchanged `config` ends with the same parameters, bit for bit,
-    /// as the run that was not interrupted, provided that the layer's state
+    /// as the run that was not interrupted. This holds when the layer's state
     /// between updates consists of its parameters, the values
     /// [`after_param_update`](Parameterized::after_param_update) derives from
-    /// them, and its [`warm_start_state`](Parameterized::warm_start_state)
-    /// (such as the power-iteration vectors of a `LearnableDense` with unit
-    /// spectral norm and of the splittings' step rules).
+    /// them, and its [`warm_start_state`](Parameterized::warm_start_state).
+    /// That state contains, for example, the power-iteration vectors of a
+    /// `LearnableDense` with unit spectral norm and of the splittings' step
+    /// rules.
     ///
     /// The layer first gets the saved warm-start state, then the saved
     /// parameters and an `after_param_update` call that checks them. That

@@ -167,8 +167,8 @@ impl<T: Scalar> Parameterized<T> for LearnableDense<T> {
         self.normalize()
     }
 
-    /// Returns the singular vector that warm-starts the next normalization,
-    /// one matrix with unit spectral norm and none without normalization.
+    /// Returns the singular vector that warm-starts the next normalization
+    /// as one matrix, or an empty list without normalization.
     fn warm_start_state(&self) -> Vec<Mat<T>> {
         match self.normalization {
             Normalization::None => Vec::new(),
