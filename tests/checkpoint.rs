@@ -430,40 +430,125 @@ fn resume_extends_epochs() {
     );
 }
 
-#[test]
-fn normalized_theta_resumes_to_tolerance() {
-    // Θ kept at unit spectral norm: each normalization warm-starts power
-    // iteration from a vector that a checkpoint does not contain, so the
-    // resumed run matches only to the tolerance of the norm estimate.
-    let problem = problem::<f64>();
+/// Builds the sparse inverse model of `build_model`: Θ kept at unit spectral
+/// norm and `β` set by `StepRule::ShrinkBeta`, both from power iteration
+/// warm-started after every update.
+fn normalized_layer<T: Scalar>(problem: &Problem<T>) -> OptLayer<LinearizedAdmm<T>> {
     let steps = LadmmSteps {
         alpha: 0.5,
         beta: 1.0 / (1.0 + problem.a.as_ref().singular_values().unwrap()[0]),
         lambda: 1.0,
     };
-    let normalized = || {
-        OptLayer::new(
-            build_model::<f64>(&problem.theta0, &problem.a, steps).unwrap(),
-            forward(),
-        )
-        .unwrap()
-    };
-    let mut expected = normalized();
+    OptLayer::new(
+        build_model::<T>(&problem.theta0, &problem.a, steps).unwrap(),
+        forward(),
+    )
+    .unwrap()
+}
+
+/// Trains the normalized model without interruption, and again with a
+/// checkpoint after `stop_batch` batches of epoch `stop_epoch` (a `Break`
+/// mid-epoch), or at the end of that epoch when `stop_batch` is `None`. The
+/// second run resumes into a fresh layer, and both must end with the same Θ,
+/// bit for bit.
+fn normalized_resume<T: Scalar>(stop_epoch: usize, stop_batch: Option<usize>, label: &str) {
+    let problem = problem::<T>();
+    let mut expected = normalized_layer(&problem);
     let mut expected_trainer = trainer(&expected);
     finish(&mut expected_trainer, &mut expected, &problem);
+    assert!(
+        expected.param(0).to_owned() != normalized_layer(&problem).param(0).to_owned(),
+        "training did not change theta"
+    );
 
-    let dir = TempDir::new("checkpoint-normalized");
+    let dir = TempDir::new(label);
     {
-        let mut layer = normalized();
+        let mut layer = normalized_layer(&problem);
+        let mut trainer = trainer(&layer);
+        for _ in 1..stop_epoch {
+            trainer.run_epoch(&mut layer, &problem.train, None).unwrap();
+        }
+        match stop_batch {
+            None => {
+                trainer.run_epoch(&mut layer, &problem.train, None).unwrap();
+            }
+            Some(stop) => {
+                let outcome = trainer
+                    .run_epoch_with(&mut layer, &problem.train, None, |batch| {
+                        if batch.batch == stop {
+                            ControlFlow::Break(())
+                        } else {
+                            ControlFlow::Continue(())
+                        }
+                    })
+                    .unwrap();
+                assert_eq!(
+                    outcome,
+                    EpochOutcome::Interrupted {
+                        epoch: stop_epoch,
+                        batches_done: stop
+                    }
+                );
+            }
+        }
+        trainer.checkpoint(&layer).save(dir.path()).unwrap();
+    }
+    let checkpoint = Checkpoint::<T>::load(dir.path()).unwrap();
+    // The state is Θ's power vector, then LADMM's power vector and norm
+    // estimate. The l1 norm, A and the indicator have none.
+    assert_eq!(checkpoint.warm_start_state().len(), 3, "{label}");
+    let mut layer = normalized_layer(&problem);
+    let mut trainer = Trainer::resume(checkpoint, config(), &mut layer, problem.train.len()).unwrap();
+    finish(&mut trainer, &mut layer, &problem);
+    assert_bitwise_equal(&layer.param(0).to_owned(), &expected.param(0).to_owned(), label);
+}
+
+#[test]
+fn normalized_resume_after_epoch_f64() {
+    normalized_resume::<f64>(1, None, "checkpoint-normalized-epoch-f64");
+}
+
+#[test]
+fn normalized_resume_after_epoch_f32() {
+    normalized_resume::<f32>(1, None, "checkpoint-normalized-epoch-f32");
+}
+
+#[test]
+fn normalized_resume_mid_epoch_f64() {
+    normalized_resume::<f64>(2, Some(2), "checkpoint-normalized-break-f64");
+}
+
+#[test]
+fn normalized_resume_mid_epoch_f32() {
+    normalized_resume::<f32>(2, Some(1), "checkpoint-normalized-break-f32");
+}
+
+#[test]
+fn resume_rejects_other_warm_start_count() {
+    // A checkpoint of the model with a normalized Θ has a warm-start vector
+    // for Θ that the model with an unnormalized Θ lacks.
+    let problem = problem::<f64>();
+    let dir = TempDir::new("checkpoint-warm-start-count");
+    {
+        let mut layer = normalized_layer(&problem);
         let mut trainer = trainer(&layer);
         trainer.run_epoch(&mut layer, &problem.train, None).unwrap();
         trainer.checkpoint(&layer).save(dir.path()).unwrap();
     }
-    let mut layer = normalized();
-    let checkpoint = Checkpoint::<f64>::load(dir.path()).unwrap();
-    let mut trainer = Trainer::resume(checkpoint, config(), &mut layer, problem.train.len()).unwrap();
-    finish(&mut trainer, &mut layer, &problem);
-    let difference = (layer.param(0) - expected.param(0)).norm_max();
-    eprintln!("largest difference after resume with normalization: {difference:e}");
-    assert!(difference < 1e-6, "difference {difference:e}");
+    let mut other = layer(&problem);
+    let before = other.param(0).to_owned();
+    let warm_start_before = other.warm_start_state();
+    let error = resume_error(&dir, config(), &mut other, 20);
+    assert!(
+        matches!(error, Error::ShapeMismatch { ref what, .. } if what.contains("warm-start state")),
+        "{error}"
+    );
+    let message = error.to_string();
+    assert!(message.contains("expected 2 matrices"), "{message}");
+    assert!(message.contains("found 3 matrices"), "{message}");
+    assert!(
+        other.param(0).to_owned() == before,
+        "a rejected resume changed the layer"
+    );
+    assert_eq!(other.warm_start_state(), warm_start_before);
 }

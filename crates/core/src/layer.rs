@@ -606,4 +606,12 @@ impl<T: Scalar, Alg: Splitting<Real = T>> Parameterized<T> for OptLayer<Alg> {
     fn after_param_update(&mut self) -> Result<()> {
         self.splitting.after_param_update()
     }
+
+    fn warm_start_state(&self) -> Vec<Mat<T>> {
+        self.splitting.warm_start_state()
+    }
+
+    fn set_warm_start_state(&mut self, state: &[Mat<T>]) -> Result<()> {
+        self.splitting.set_warm_start_state(state)
+    }
 }

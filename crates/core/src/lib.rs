@@ -31,6 +31,7 @@ mod scalar;
 mod smooth;
 mod splitting;
 pub mod validate;
+pub mod warm_start;
 
 pub use anderson::{AndersonOptions, AndersonReport, MAX_ANDERSON_MEMORY};
 pub use audit::{AuditOptions, AuditRow, GradientAudit};

@@ -69,6 +69,38 @@ pub trait Parameterized<T: Scalar> {
     fn after_param_update(&mut self) -> Result<()> {
         Ok(())
     }
+
+    /// Returns the warm-start state: values that depend on the history of
+    /// the parameters but are not parameters, such as the vector that
+    /// warm-starts a power-iteration norm estimate after each update, and
+    /// the estimate itself with the step sizes derived from it.
+    ///
+    /// A composite type returns its parts' states one part after another,
+    /// in parameter order, followed by its own. The count depends only on
+    /// the model's structure. A vector that has not been computed yet is a
+    /// `0 x 0` matrix (see [`crate::warm_start`]), so it round-trips too.
+    /// Types without such state return an empty list.
+    fn warm_start_state(&self) -> Vec<Mat<T>> {
+        Vec::new()
+    }
+
+    /// Restores a state returned by [`warm_start_state`](Self::warm_start_state)
+    /// of a model with the same structure, and recomputes the quantities
+    /// derived from it, such as step sizes, without a new estimate.
+    ///
+    /// With the same parameter values as when the state was taken, the model
+    /// is then in the state it had at that moment: forward passes and later
+    /// [`after_param_update`](Self::after_param_update) calls repeat bit for
+    /// bit. This method does not call `after_param_update`.
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] naming the expected count or shape, an error
+    /// for a non-finite entry or a negative estimate, and the error of a step
+    /// rule that rejects the restored estimate. On error the model is
+    /// unchanged.
+    fn set_warm_start_state(&mut self, state: &[Mat<T>]) -> Result<()> {
+        crate::warm_start::check_warm_start_count("a model without warm-start state", state, 0)
+    }
 }
 
 /// Returns the index of the parameter called `name`.

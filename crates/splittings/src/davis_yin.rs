@@ -7,6 +7,7 @@ use faer::mat::AsMatMut;
 use faer::prelude::{Reborrow, ReborrowMut};
 use faer::{Mat, MatMut, MatRef, Par};
 use optlayer_core::validate::{check_computed_step, step_in};
+use optlayer_core::warm_start::set_parts_warm_start_state;
 use optlayer_core::{
     Error, ParamInfo, Parameterized, Prox, Result, Scalar, Smooth, Splitting, check_unique_param_names,
     split_grads,
@@ -464,6 +465,46 @@ impl<T: Scalar> Parameterized<T> for DavisYin<T> {
         self.h.after_param_update()?;
         self.refresh_steps()
     }
+
+    /// Returns the states of `f` (when present), then `g`, then `h`.
+    fn warm_start_state(&self) -> Vec<Mat<T>> {
+        self.part_warm_start_states().into_iter().flatten().collect()
+    }
+
+    /// Restores the states of the three terms, then re-reads `L̂` and resets
+    /// `γ` as [`after_param_update`](Parameterized::after_param_update) does.
+    fn set_warm_start_state(&mut self, state: &[Mat<T>]) -> Result<()> {
+        let previous = self.part_warm_start_states();
+        let what = format!("the terms of {}", self.algorithm);
+        let (smooth, g, h) = (&mut self.smooth, &mut self.g, &mut self.h);
+        set_parts_warm_start_state(&what, &previous, state, |part, value| match part {
+            0 => smooth.as_mut().map_or(Ok(()), |f| f.set_warm_start_state(value)),
+            1 => g.set_warm_start_state(value),
+            _ => h.set_warm_start_state(value),
+        })?;
+        if let Err(error) = self.refresh_steps() {
+            if let Some(f) = &mut self.smooth {
+                let _ = f.set_warm_start_state(&previous[0]);
+            }
+            let _ = self.g.set_warm_start_state(&previous[1]);
+            let _ = self.h.set_warm_start_state(&previous[2]);
+            return Err(error);
+        }
+        Ok(())
+    }
+}
+
+impl<T: Scalar> DavisYin<T> {
+    /// Returns the states of `f` (empty without `f`), `g` and `h`.
+    fn part_warm_start_states(&self) -> [Vec<Mat<T>>; 3] {
+        [
+            self.smooth
+                .as_ref()
+                .map_or_else(Vec::new, |f| f.warm_start_state()),
+            self.g.warm_start_state(),
+            self.h.warm_start_state(),
+        ]
+    }
 }
 
 /// Scratch matrices (`primal_dim x batch`) in [`DavisYin::step`].
@@ -740,6 +781,14 @@ impl<T: Scalar> Parameterized<T> for DouglasRachford<T> {
 
     fn after_param_update(&mut self) -> Result<()> {
         self.inner.after_param_update()
+    }
+
+    fn warm_start_state(&self) -> Vec<Mat<T>> {
+        self.inner.warm_start_state()
+    }
+
+    fn set_warm_start_state(&mut self, state: &[Mat<T>]) -> Result<()> {
+        self.inner.set_warm_start_state(state)
     }
 }
 

@@ -6,6 +6,10 @@ use faer::mat::AsMatMut;
 use faer::prelude::{Reborrow, ReborrowMut};
 use faer::{Accum, Mat, MatMut, MatRef, Par};
 use optlayer_core::validate::{check_computed_step, step_in};
+use optlayer_core::warm_start::{
+    check_warm_start_count, decode_estimate, decode_warm_start_vector, encode_estimate,
+    encode_warm_start_vector, set_parts_warm_start_state,
+};
 use optlayer_core::{
     Error, Operator, ParamInfo, Parameterized, Prox, Result, Scalar, Splitting, power_iteration,
     power_iteration_from, split_grads,
@@ -291,9 +295,15 @@ impl<T: Scalar> LinearizedAdmm<T> {
         }
         self.power_vector = Some(vector);
         self.norm_estimate = norm;
+        self.beta = self.beta_for_norm(norm)?;
+        Ok(())
+    }
+
+    /// Returns `β` by the step rule for the estimate `norm ≈ ‖K‖₂`.
+    fn beta_for_norm(&self, norm: T) -> Result<T> {
         let norm_sq = norm * norm;
         let requested = self.alpha * self.beta_requested * norm_sq;
-        self.beta = self.beta_requested;
+        let mut beta = self.beta_requested;
         match self.rule {
             StepRule::Fixed { safety } => {
                 if requested >= T::lit(safety) {
@@ -313,14 +323,14 @@ impl<T: Scalar> LinearizedAdmm<T> {
             }
             StepRule::ShrinkBeta { safety } => {
                 if requested > T::lit(safety) {
-                    self.beta = T::lit(safety) / (self.alpha * norm_sq);
+                    beta = T::lit(safety) / (self.alpha * norm_sq);
                 }
             }
         }
         check_computed_step(
             "linearized ADMM",
             "beta",
-            self.beta,
+            beta,
             &format!("alpha = {} and ||K||_2 ≈ {norm}", self.alpha),
         )?;
         if !requested.is_finite() {
@@ -332,7 +342,7 @@ impl<T: Scalar> LinearizedAdmm<T> {
                 ),
             });
         }
-        Ok(())
+        Ok(beta)
     }
 
     /// Returns the offset of block `index`'s parameters and the block, for a
@@ -446,6 +456,59 @@ impl<T: Scalar> Parameterized<T> for LinearizedAdmm<T> {
             block.prox.after_param_update()?;
         }
         self.refresh_steps()
+    }
+
+    /// Returns each block's operator and prox states, in block order, then
+    /// the power-iteration vector for `‖K‖₂` and the estimate (`1 x 1`).
+    fn warm_start_state(&self) -> Vec<Mat<T>> {
+        let mut state: Vec<Mat<T>> = self.part_warm_start_states().into_iter().flatten().collect();
+        state.push(encode_warm_start_vector(self.power_vector.as_ref()));
+        state.push(encode_estimate(self.norm_estimate));
+        state
+    }
+
+    /// Restores the state and sets `β` by the step rule for the restored
+    /// estimate of `‖K‖₂`.
+    fn set_warm_start_state(&mut self, state: &[Mat<T>]) -> Result<()> {
+        let previous = self.part_warm_start_states();
+        let parts_len: usize = previous.iter().map(Vec::len).sum();
+        check_warm_start_count("linearized ADMM", state, parts_len + 2)?;
+        let vector = decode_warm_start_vector(
+            "power-iteration vector of linearized ADMM",
+            &state[parts_len],
+            self.primal_dim,
+        )?;
+        let norm = decode_estimate("estimate of ||K||_2 of linearized ADMM", &state[parts_len + 1])?;
+        let beta = self.beta_for_norm(norm)?;
+        let blocks = &mut self.blocks;
+        set_parts_warm_start_state(
+            "the blocks of linearized ADMM",
+            &previous,
+            &state[..parts_len],
+            |part, value| {
+                let block = &mut blocks[part / 2];
+                if part % 2 == 0 {
+                    block.operator.set_warm_start_state(value)
+                } else {
+                    block.prox.set_warm_start_state(value)
+                }
+            },
+        )?;
+        self.power_vector = vector;
+        self.norm_estimate = norm;
+        self.beta = beta;
+        Ok(())
+    }
+}
+
+impl<T: Scalar> LinearizedAdmm<T> {
+    /// Returns the states of the operator and the prox of every block, in
+    /// that order.
+    fn part_warm_start_states(&self) -> Vec<Vec<Mat<T>>> {
+        self.blocks
+            .iter()
+            .flat_map(|block| [block.operator.warm_start_state(), block.prox.warm_start_state()])
+            .collect()
     }
 }
 

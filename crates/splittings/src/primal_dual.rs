@@ -6,6 +6,10 @@ use faer::mat::AsMatMut;
 use faer::prelude::{Reborrow, ReborrowMut};
 use faer::{Accum, Mat, MatMut, MatRef, Par};
 use optlayer_core::validate::{check_computed_step, step_in};
+use optlayer_core::warm_start::{
+    check_warm_start_count, decode_estimate, decode_warm_start_vector, encode_estimate,
+    encode_warm_start_vector, set_parts_warm_start_state,
+};
 use optlayer_core::{
     Error, Operator, ParamInfo, Parameterized, Prox, Result, Scalar, Smooth, Splitting,
     check_unique_param_names, power_iteration, power_iteration_from, split_grads,
@@ -374,7 +378,16 @@ impl<T: Scalar> CondatVu<T> {
         }
         self.power_vector = Some(vector);
         self.norm_estimate = norm;
+        let lipschitz = self.read_lipschitz()?;
+        self.lipschitz_estimate = lipschitz;
+        let (tau, sigma) = self.steps_for(norm, lipschitz)?;
+        self.tau = tau;
+        self.sigma = sigma;
+        Ok(())
+    }
 
+    /// Returns the smooth term's Lipschitz estimate, zero without one.
+    fn read_lipschitz(&self) -> Result<T> {
         let lipschitz = self.smooth.as_ref().map_or(T::zero(), |f| f.lipschitz_estimate());
         if !(lipschitz.is_finite() && lipschitz >= T::zero()) {
             return Err(Error::Numerical {
@@ -384,44 +397,81 @@ impl<T: Scalar> CondatVu<T> {
                 ),
             });
         }
-        self.lipschitz_estimate = lipschitz;
+        Ok(lipschitz)
+    }
 
+    /// Returns `(τ, σ)` set or checked by the rule for the estimates
+    /// `norm ≈ ‖K‖₂` and `lipschitz ≈ L`.
+    fn steps_for(&self, norm: T, lipschitz: T) -> Result<(T, T)> {
         let norm_sq = norm * norm;
         let half_l = lipschitz * T::lit(0.5);
         match self.rule {
             PrimalDualSteps::Balanced { safety } => {
-                self.sigma = if norm > T::zero() { norm.recip() } else { T::one() };
-                let denominator = self.sigma * norm_sq + half_l;
-                self.tau = if denominator > T::zero() {
+                let sigma = if norm > T::zero() { norm.recip() } else { T::one() };
+                let denominator = sigma * norm_sq + half_l;
+                let tau = if denominator > T::zero() {
                     T::lit(safety) / denominator
                 } else {
                     T::one()
                 };
                 let source = format!("||K||_2 ≈ {norm} and L ≈ {lipschitz}");
-                check_computed_step(self.name(), "sigma", self.sigma, &source)?;
-                check_computed_step(self.name(), "tau", self.tau, &source)?;
-                Ok(())
+                check_computed_step(self.name(), "sigma", sigma, &source)?;
+                check_computed_step(self.name(), "tau", tau, &source)?;
+                Ok((tau, sigma))
             }
-            PrimalDualSteps::Fixed { tau, sigma, safety } => {
-                self.tau = T::lit(tau);
-                self.sigma = T::lit(sigma);
-                let condition = self.step_condition();
+            PrimalDualSteps::Fixed {
+                tau: tau_f64,
+                sigma: sigma_f64,
+                safety,
+            } => {
+                let (tau, sigma) = (T::lit(tau_f64), T::lit(sigma_f64));
+                // The same expression as `step_condition`, with the new estimates.
+                let condition = tau * (sigma * norm_sq + lipschitz * T::lit(0.5));
                 if condition.is_nan() || condition >= T::lit(safety) {
-                    let tau_max = safety / (self.sigma * norm_sq + half_l).to_f64_lossless();
+                    let tau_max = safety / (sigma * norm_sq + half_l).to_f64_lossless();
                     return Err(Error::StepCondition {
                         algorithm: self.name().into(),
                         condition: "tau * (sigma * ||K||_2^2 + L/2) < safety".into(),
                         value: condition.to_f64_lossless(),
                         bound: safety,
                         fix: format!(
-                            "choose tau below {tau_max:.6e} for sigma = {sigma}, ||K||_2 ≈ {norm:.6} and L ≈ {lipschitz:.6}, \
+                            "choose tau below {tau_max:.6e} for sigma = {sigma_f64}, ||K||_2 ≈ {norm:.6} and L ≈ {lipschitz:.6}, \
                              or use PrimalDualSteps::Balanced"
                         ),
                     });
                 }
-                Ok(())
+                Ok((tau, sigma))
             }
         }
+    }
+
+    /// Returns the states of `K`, `f` (empty without `f`), `g` and `h`.
+    fn part_warm_start_states(&self) -> [Vec<Mat<T>>; 4] {
+        [
+            self.operator.warm_start_state(),
+            self.smooth
+                .as_ref()
+                .map_or_else(Vec::new, |f| f.warm_start_state()),
+            self.g.warm_start_state(),
+            self.h.warm_start_state(),
+        ]
+    }
+
+    /// Sets the states of `K`, `f`, `g` and `h` from `state`, their
+    /// concatenation; `previous` is their current states.
+    fn set_part_warm_start_states(&mut self, previous: &[Vec<Mat<T>>], state: &[Mat<T>]) -> Result<()> {
+        let (operator, smooth, g, h) = (&mut self.operator, &mut self.smooth, &mut self.g, &mut self.h);
+        set_parts_warm_start_state(
+            "the terms of the Condat-Vu splitting",
+            previous,
+            state,
+            |part, value| match part {
+                0 => operator.set_warm_start_state(value),
+                1 => smooth.as_mut().map_or(Ok(()), |f| f.set_warm_start_state(value)),
+                2 => g.set_warm_start_state(value),
+                _ => h.set_warm_start_state(value),
+            },
+        )
     }
 
     fn part_param_count(&self, part: Part) -> usize {
@@ -545,6 +595,53 @@ impl<T: Scalar> Parameterized<T> for CondatVu<T> {
         self.g.after_param_update()?;
         self.h.after_param_update()?;
         self.refresh_steps()
+    }
+
+    /// Returns the states of `K`, `f` (when present), `g` and `h`, then the
+    /// power-iteration vector for `‖K‖₂` and the estimate (`1 x 1`).
+    fn warm_start_state(&self) -> Vec<Mat<T>> {
+        let mut state: Vec<Mat<T>> = self.part_warm_start_states().into_iter().flatten().collect();
+        state.push(encode_warm_start_vector(self.power_vector.as_ref()));
+        state.push(encode_estimate(self.norm_estimate));
+        state
+    }
+
+    /// Restores the state, re-reads `L` from the restored smooth term and
+    /// sets or checks the steps by the rule for the restored estimates.
+    fn set_warm_start_state(&mut self, state: &[Mat<T>]) -> Result<()> {
+        let previous = self.part_warm_start_states();
+        let parts_len: usize = previous.iter().map(Vec::len).sum();
+        check_warm_start_count("the Condat-Vu splitting", state, parts_len + 2)?;
+        let vector = decode_warm_start_vector(
+            "power-iteration vector of the Condat-Vu splitting",
+            &state[parts_len],
+            self.primal_dim,
+        )?;
+        let norm = decode_estimate(
+            "estimate of ||K||_2 of the Condat-Vu splitting",
+            &state[parts_len + 1],
+        )?;
+
+        self.set_part_warm_start_states(&previous, &state[..parts_len])?;
+        let steps = self
+            .read_lipschitz()
+            .and_then(|lipschitz| Ok((lipschitz, self.steps_for(norm, lipschitz)?)));
+        let (lipschitz, (tau, sigma)) = match steps {
+            Ok(steps) => steps,
+            Err(error) => {
+                // Give the terms back their previous states, which they accepted before.
+                let unchanged: Vec<Mat<T>> = previous.iter().flatten().cloned().collect();
+                let _ = self.set_part_warm_start_states(&previous, &unchanged);
+                return Err(error);
+            }
+        };
+
+        self.power_vector = vector;
+        self.norm_estimate = norm;
+        self.lipschitz_estimate = lipschitz;
+        self.tau = tau;
+        self.sigma = sigma;
+        Ok(())
     }
 }
 

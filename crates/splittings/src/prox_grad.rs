@@ -9,6 +9,7 @@ use faer::mat::AsMatMut;
 use faer::prelude::{Reborrow, ReborrowMut};
 use faer::{Mat, MatMut, MatRef, Par};
 use optlayer_core::validate::{check_computed_step, check_positive};
+use optlayer_core::warm_start::set_parts_warm_start_state;
 use optlayer_core::{
     Error, ParamInfo, Parameterized, Prox, Result, Scalar, Smooth, Splitting, check_unique_param_names,
     columns, split_grads,
@@ -222,7 +223,6 @@ impl<T: Scalar> ProximalGradient<T> {
                 ),
             });
         }
-        self.lipschitz = lipschitz;
         let Some(gamma) = self.requested_step else {
             let gamma = if lipschitz > T::zero() {
                 (T::lit(DEFAULT_STEP_MARGIN) * lipschitz).recip()
@@ -230,6 +230,7 @@ impl<T: Scalar> ProximalGradient<T> {
                 T::one()
             };
             check_computed_step(self.name(), "gamma", gamma, &format!("L ≈ {lipschitz}"))?;
+            self.lipschitz = lipschitz;
             self.gamma = gamma;
             return Ok(());
         };
@@ -251,6 +252,7 @@ impl<T: Scalar> ProximalGradient<T> {
                 ),
             });
         }
+        self.lipschitz = lipschitz;
         self.gamma = gamma;
         Ok(())
     }
@@ -360,6 +362,32 @@ impl<T: Scalar> Parameterized<T> for ProximalGradient<T> {
         self.smooth.after_param_update()?;
         self.prox.after_param_update()?;
         self.refresh_step()
+    }
+
+    /// Returns the states of `f`, then `g`.
+    fn warm_start_state(&self) -> Vec<Mat<T>> {
+        let mut state = self.smooth.warm_start_state();
+        state.extend(self.prox.warm_start_state());
+        state
+    }
+
+    /// Restores the states of `f` and `g` and recomputes `γ` from the
+    /// restored Lipschitz estimate.
+    fn set_warm_start_state(&mut self, state: &[Mat<T>]) -> Result<()> {
+        let previous = [self.smooth.warm_start_state(), self.prox.warm_start_state()];
+        let what = format!("the terms of {}", self.name());
+        let (smooth, prox) = (&mut self.smooth, &mut self.prox);
+        set_parts_warm_start_state(&what, &previous, state, |part, value| match part {
+            0 => smooth.set_warm_start_state(value),
+            _ => prox.set_warm_start_state(value),
+        })?;
+        if let Err(error) = self.refresh_step() {
+            let (smooth, prox) = (&mut self.smooth, &mut self.prox);
+            let _ = smooth.set_warm_start_state(&previous[0]);
+            let _ = prox.set_warm_start_state(&previous[1]);
+            return Err(error);
+        }
+        Ok(())
     }
 }
 

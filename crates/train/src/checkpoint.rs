@@ -8,10 +8,14 @@
 //!   ending in `end`. The lines contain the format version, the dtype, the
 //!   epochs completed, the seed, the batch size, the training set length, the
 //!   ChaCha8 generator's seed, stream and word position, the Adam settings and
-//!   step count, the parameter names and shapes, and the epoch in progress with
-//!   its sample order and accumulators.
+//!   step count, and the parameter names and shapes. The shapes of the
+//!   warm-start state and the epoch in progress, with its sample order and
+//!   accumulators, follow.
 //! - `param-<i>.npy`, `adam-m-<i>.npy` and `adam-v-<i>.npy`: parameter `i`
 //!   and its Adam first and second moments, in the order of `state.txt`.
+//! - `warm-start-<i>.npy`: matrix `i` of the layer's warm-start state
+//!   ([`Parameterized::warm_start_state`]), such as the vectors that
+//!   warm-start power-iteration norm estimates.
 //!
 //! Floats in `state.txt` are written with Rust's `Display`, which prints the
 //! shortest decimal that parses back to the same `f64`, so every value
@@ -96,6 +100,8 @@ pub struct Checkpoint<T: Scalar> {
     pub(crate) params: Vec<(String, Mat<T>)>,
     /// The Adam state, its moments in the order of `params`.
     pub(crate) adam: AdamState<T>,
+    /// The layer's [`Parameterized::warm_start_state`].
+    pub(crate) warm_start: Vec<Mat<T>>,
     pub(crate) progress: Option<EpochProgress>,
 }
 
@@ -145,6 +151,12 @@ impl<T: Scalar> Checkpoint<T> {
     /// [`param_names`](Self::param_names).
     pub fn adam_state(&self) -> &AdamState<T> {
         &self.adam
+    }
+
+    /// Returns the layer's warm-start state
+    /// ([`Parameterized::warm_start_state`]) at the time of the checkpoint.
+    pub fn warm_start_state(&self) -> &[Mat<T>] {
+        &self.warm_start
     }
 
     /// Returns whether `dir` contains a checkpoint pointer file, that is,
@@ -276,6 +288,9 @@ impl<T: Scalar> Checkpoint<T> {
                 self.adam.second_moment[index].as_ref(),
             )?;
         }
+        for (index, value) in self.warm_start.iter().enumerate() {
+            npy::write_matrix(&snapshot.join(warm_start_file(index)), value.as_ref())?;
+        }
         write_atomic(&snapshot.join(STATE_FILE), self.format_state().as_bytes())?;
         sync_dir(snapshot)
     }
@@ -320,6 +335,14 @@ impl<T: Scalar> Checkpoint<T> {
                 value.ncols()
             ));
         }
+        line(format!("warm_start {}", self.warm_start.len()));
+        for (index, value) in self.warm_start.iter().enumerate() {
+            line(format!(
+                "warm_start_matrix {index} {} {}",
+                value.nrows(),
+                value.ncols()
+            ));
+        }
         match &self.progress {
             None => line("partial_epoch none".into()),
             Some(progress) => {
@@ -356,6 +379,7 @@ impl<T: Scalar> Trainer<T> {
             rng: RngState::capture(&self.rng),
             params,
             adam: self.optimizer.state(),
+            warm_start: layer.warm_start_state(),
             progress: self.progress.clone(),
         }
     }
@@ -366,24 +390,29 @@ impl<T: Scalar> Trainer<T> {
     /// `config` may change `epochs` (to extend a run), the forward settings,
     /// the gradient mode and the contraction check. A run resumed this way
     /// with an unchanged `config` ends with the same parameters, bit for bit,
-    /// as the run that was not interrupted, provided that the layer's
-    /// [`after_param_update`](Parameterized::after_param_update) depends only
-    /// on the parameter values.
+    /// as the run that was not interrupted. This holds when the layer's state
+    /// between updates consists of its parameters, the values
+    /// [`after_param_update`](Parameterized::after_param_update) derives from
+    /// them, and its [`warm_start_state`](Parameterized::warm_start_state).
+    /// That state contains, for example, the power-iteration vectors of a
+    /// `LearnableDense` with unit spectral norm and of the splittings' step
+    /// rules.
     ///
-    /// NOTE: Warm-started estimates that a layer keeps between updates are
-    /// not part of a checkpoint: the power-iteration vectors of
-    /// `LearnableDense` with unit spectral norm and of `StepRule::ShrinkBeta`
-    /// in the splittings. With them, a resumed run differs from the
-    /// uninterrupted one in the last bits (the estimates agree to their
-    /// tolerance), which can grow over later updates.
+    /// The layer first gets the saved warm-start state, then the saved
+    /// parameters and an `after_param_update` call that checks them. That
+    /// call re-estimates the norms, warm-started from the saved vectors.
+    /// Then the saved parameters and warm-start state are written again, so
+    /// the layer ends in the exact state the interrupted run had.
     ///
     /// # Errors
     /// - [`Error::InvalidValue`] naming both values when `config.seed`,
     ///   `config.batch_size` or `train_len` differs from the checkpoint's, or
     ///   when the checkpoint's parameter names differ from the layer's;
-    /// - [`Error::ShapeMismatch`] when a parameter has another shape;
-    /// - errors of [`TrainConfig::validate`], [`Adam::from_state`] and the
-    ///   layer's `after_param_update`. On error `layer` is left unchanged.
+    /// - [`Error::ShapeMismatch`] when a parameter has another shape, or the
+    ///   warm-start state another count or shape than the layer's;
+    /// - errors of [`TrainConfig::validate`], [`Adam::from_state`], and the
+    ///   layer's `after_param_update` and `set_warm_start_state`. On error
+    ///   `layer` is left unchanged.
     pub fn resume<Alg: Splitting<Real = T>>(
         checkpoint: Checkpoint<T>,
         config: TrainConfig,
@@ -405,6 +434,7 @@ impl<T: Scalar> Trainer<T> {
             rng,
             params,
             adam,
+            warm_start,
             progress,
             ..
         } = checkpoint;
@@ -423,13 +453,25 @@ impl<T: Scalar> Trainer<T> {
         }
 
         let before = optlayer_core::snapshot_params(layer);
+        let warm_start_before = layer.warm_start_state();
+        // This checks the count and shapes, and changes nothing on error.
+        layer.set_warm_start_state(&warm_start)?;
         for (index, value) in values.iter().enumerate() {
             layer.param_mut(index).copy_from(value);
         }
         if let Err(error) = layer.after_param_update() {
             optlayer_core::restore_params(layer, &before)?;
+            layer.set_warm_start_state(&warm_start_before)?;
             return Err(error);
         }
+        // `after_param_update` replaced the saved vectors and estimates by
+        // new ones, and may have rescaled a normalized parameter within the
+        // tolerance of its norm estimate. Neither is what the interrupted run
+        // had, so the saved values are written back.
+        for (index, value) in values.iter().enumerate() {
+            layer.param_mut(index).copy_from(value);
+        }
+        layer.set_warm_start_state(&warm_start)?;
         Ok(Self {
             config,
             optimizer,
@@ -504,6 +546,8 @@ struct ParsedState {
     adam_steps: u64,
     /// Name and shape of each parameter.
     params: Vec<(String, usize, usize)>,
+    /// Shape of each warm-start matrix.
+    warm_start: Vec<(usize, usize)>,
     progress: Option<EpochProgress>,
     path: PathBuf,
 }
@@ -528,6 +572,14 @@ impl ParsedState {
             first_moment,
             second_moment,
         };
+        let warm_start = self
+            .warm_start
+            .iter()
+            .enumerate()
+            .map(|(index, &(nrows, ncols))| {
+                read_checked::<T>(&snapshot.join(warm_start_file(index)), nrows, ncols)
+            })
+            .collect::<Result<Vec<_>>>()?;
         // Adam's own checks cover the settings and the moments' values.
         if let Err(error) = Adam::from_state(adam.clone(), &SavedParams(&params)) {
             return Err(Error::InvalidFile {
@@ -543,6 +595,7 @@ impl ParsedState {
             rng: self.rng,
             params,
             adam,
+            warm_start,
             progress: self.progress,
         })
     }
@@ -785,6 +838,7 @@ fn parse_state<T: Scalar>(text: &str, path: &Path) -> Result<ParsedState> {
         params.push(((*name).to_owned(), numbers[1], numbers[2]));
     }
 
+    let warm_start = parse_warm_start(&mut reader)?;
     let progress = parse_progress(&mut reader, epoch, batch_size, train_len)?;
     reader.word("end")?;
     if let Some((index, extra)) = reader.lines.next() {
@@ -803,9 +857,32 @@ fn parse_state<T: Scalar>(text: &str, path: &Path) -> Result<ParsedState> {
         adam_config,
         adam_steps,
         params,
+        warm_start,
         progress,
         path: path.to_path_buf(),
     })
+}
+
+/// Parses the count and shapes of the warm-start matrices.
+fn parse_warm_start(reader: &mut StateReader<'_>) -> Result<Vec<(usize, usize)>> {
+    let count: usize = reader.parse("warm_start", "<number of matrices>")?;
+    let mut shapes = Vec::new();
+    for index in 0..count {
+        let expected = "<index> <rows> <columns>";
+        let text = reader.field("warm_start_matrix", expected)?;
+        let numbers: Option<Vec<usize>> = text.split(' ').map(|part| part.parse().ok()).collect();
+        let Some([found, nrows, ncols]) = numbers.and_then(|n| <[usize; 3]>::try_from(n).ok()) else {
+            return Err(reader.error(format!(
+                "expected `warm_start_matrix {expected}`, found `warm_start_matrix {}`",
+                quote(text)
+            )));
+        };
+        reader.ensure(found == index, || {
+            format!("expected warm-start matrix index {index}, found {found}")
+        })?;
+        shapes.push((nrows, ncols));
+    }
+    Ok(shapes)
 }
 
 /// Parses the generator lines and checks that the generator's seed is the
@@ -937,6 +1014,10 @@ fn second_moment_file(index: usize) -> String {
     format!("adam-v-{index}.npy")
 }
 
+fn warm_start_file(index: usize) -> String {
+    format!("warm-start-{index}.npy")
+}
+
 /// Returns the largest counter among the snapshot folder names in `dir`.
 fn largest_snapshot_counter(dir: &Path) -> Option<u64> {
     let entries = fs::read_dir(dir).ok()?;
@@ -1013,7 +1094,8 @@ mod tests {
         }
     }
 
-    /// A checkpoint taken in batch 2 of epoch 3, with two parameters.
+    /// A checkpoint taken in batch 2 of epoch 3, with two parameters and a
+    /// warm-start state of a vector, an absent vector and an estimate.
     fn sample<T: Scalar>() -> Checkpoint<T> {
         let mut rng = ChaCha8Rng::seed_from_u64(42);
         let mut order: Vec<usize> = (0..10).collect();
@@ -1040,6 +1122,11 @@ mod tests {
             rng: RngState::capture(&rng),
             params: vec![("theta".into(), theta), ("bias term".into(), bias)],
             adam,
+            warm_start: vec![
+                Mat::from_fn(2, 1, |i, _| T::lit(0.6 + 0.2 * i as f64 / 3.0)),
+                Mat::zeros(0, 0),
+                Mat::from_fn(1, 1, |_, _| T::lit(1.0 / 7.0)),
+            ],
             progress: Some(EpochProgress {
                 epoch: 3,
                 order,
@@ -1103,6 +1190,13 @@ mod tests {
             checkpoint.params[1].1.as_ref()
         );
         assert!(loaded.param("missing").is_none());
+        assert_eq!(loaded.warm_start_state().len(), 3);
+        assert_eq!(loaded.warm_start_state()[1].nrows(), 0);
+        assert_eq!(loaded.warm_start_state()[1].ncols(), 0);
+        assert_eq!(
+            loaded.warm_start_state()[2][(0, 0)],
+            checkpoint.warm_start[2][(0, 0)]
+        );
         // The generator continues where the saved one stopped.
         let mut original = checkpoint.rng.restore();
         let mut restored = loaded.rng.restore();
@@ -1220,6 +1314,39 @@ mod tests {
             text.replace("adam_beta1 0.9", "adam_beta1 1.5")
         });
         assert!(error.to_string().contains("beta1"), "{error}");
+    }
+
+    #[test]
+    fn malformed_warm_start_line_names_expected() {
+        let (error, _) = load_error_after("malformed-warm-start", |text| {
+            text.replace("warm_start_matrix 1 0 0", "warm_start_matrix 1 0")
+        });
+        assert!(matches!(error, Error::InvalidFile { .. }), "{error}");
+        let message = error.to_string();
+        assert!(
+            message.contains("warm_start_matrix <index> <rows> <columns>"),
+            "{message}"
+        );
+        assert!(message.contains("`warm_start_matrix 1 0`"), "{message}");
+
+        let (error, _) = load_error_after("missing-warm-start", |text| {
+            text.replace("warm_start 3\n", "warm_start 2\n")
+        });
+        assert!(error.to_string().contains("expected `partial_epoch"), "{error}");
+    }
+
+    #[test]
+    fn missing_warm_start_npy_is_io_error() {
+        let dir = TestDir::new("missing-warm-start-npy");
+        sample::<f64>().save(&dir.0).unwrap();
+        let file = snapshot(&dir.0).join(warm_start_file(0));
+        assert!(file.is_file(), "the save did not write {}", file.display());
+        fs::remove_file(&file).unwrap();
+        let error = Checkpoint::<f64>::load(&dir.0).unwrap_err();
+        assert!(
+            matches!(error, Error::Io { ref path, .. } if *path == file),
+            "{error}"
+        );
     }
 
     #[test]

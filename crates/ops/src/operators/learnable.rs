@@ -2,6 +2,7 @@ use faer::dyn_stack::MemStack;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatMut, MatRef, Par};
 use optlayer_core::validate::{check_finite, check_nonempty};
+use optlayer_core::warm_start::{check_warm_start_count, decode_warm_start_vector, encode_warm_start_vector};
 use optlayer_core::{
     Error, Operator, ParamInfo, Parameterized, Result, Scalar, power_iteration, power_iteration_from,
 };
@@ -164,6 +165,28 @@ impl<T: Scalar> Parameterized<T> for LearnableDense<T> {
             });
         }
         self.normalize()
+    }
+
+    /// Returns the singular vector that warm-starts the next normalization
+    /// as one matrix, or an empty list without normalization.
+    fn warm_start_state(&self) -> Vec<Mat<T>> {
+        match self.normalization {
+            Normalization::None => Vec::new(),
+            Normalization::UnitSpectralNorm { .. } => {
+                vec![encode_warm_start_vector(self.power_vector.as_ref())]
+            }
+        }
+    }
+
+    fn set_warm_start_state(&mut self, state: &[Mat<T>]) -> Result<()> {
+        let what = format!("parameter '{}'", self.name);
+        let expected = self.warm_start_state().len();
+        check_warm_start_count(&what, state, expected)?;
+        if let [vector] = state {
+            let what = format!("power-iteration vector of parameter '{}'", self.name);
+            self.power_vector = decode_warm_start_vector(&what, vector, self.matrix.ncols())?;
+        }
+        Ok(())
     }
 }
 

@@ -3,6 +3,10 @@ use faer::linalg::{temp_mat_scratch, temp_mat_zeroed};
 use faer::mat::AsMatMut;
 use faer::prelude::{Reborrow, ReborrowMut};
 use faer::{Accum, Mat, MatMut, MatRef, Par};
+use optlayer_core::warm_start::{
+    check_warm_start_count, decode_estimate, decode_warm_start_vector, encode_estimate,
+    encode_warm_start_vector, set_parts_warm_start_state,
+};
 use optlayer_core::{
     Error, Operator, ParamInfo, Parameterized, Result, Scalar, Smooth, columns, power_iteration,
     power_iteration_from,
@@ -167,6 +171,39 @@ impl<T: Scalar> Parameterized<T> for LeastSquares<T> {
     fn after_param_update(&mut self) -> Result<()> {
         self.operator.after_param_update()?;
         self.refresh_lipschitz()
+    }
+
+    /// Returns the operator's state, then the power-iteration vector and
+    /// the estimate `L = ‖A‖₂²` (`1 x 1`).
+    fn warm_start_state(&self) -> Vec<Mat<T>> {
+        let mut state = self.operator.warm_start_state();
+        state.push(encode_warm_start_vector(self.power_vector.as_ref()));
+        state.push(encode_estimate(self.lipschitz));
+        state
+    }
+
+    fn set_warm_start_state(&mut self, state: &[Mat<T>]) -> Result<()> {
+        let previous = [self.operator.warm_start_state()];
+        let operator_len = previous[0].len();
+        check_warm_start_count("the least-squares term", state, operator_len + 2)?;
+        let vector = decode_warm_start_vector(
+            "power-iteration vector of the least-squares term",
+            &state[operator_len],
+            self.operator.ncols(),
+        )?;
+        let lipschitz = decode_estimate(
+            "estimate of ||A||_2^2 of the least-squares term",
+            &state[operator_len + 1],
+        )?;
+        set_parts_warm_start_state(
+            "the operator of the least-squares term",
+            &previous,
+            &state[..operator_len],
+            |_, part| self.operator.set_warm_start_state(part),
+        )?;
+        self.power_vector = vector;
+        self.lipschitz = lipschitz;
+        Ok(())
     }
 }
 

@@ -85,6 +85,14 @@ impl<T: Scalar> Parameterized<T> for Scaled<T> {
     fn after_param_update(&mut self) -> Result<()> {
         self.inner.after_param_update()
     }
+
+    fn warm_start_state(&self) -> Vec<Mat<T>> {
+        self.inner.warm_start_state()
+    }
+
+    fn set_warm_start_state(&mut self, state: &[Mat<T>]) -> Result<()> {
+        self.inner.set_warm_start_state(state)
+    }
 }
 
 impl<T: Scalar> Prox<T> for Scaled<T> {

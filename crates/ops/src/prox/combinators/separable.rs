@@ -189,6 +189,25 @@ impl<T: Scalar> Parameterized<T> for SeparableSum<T> {
         }
         Ok(())
     }
+
+    /// Returns the blocks' states, one block after another.
+    fn warm_start_state(&self) -> Vec<Mat<T>> {
+        self.blocks
+            .iter()
+            .flat_map(|b| b.prox.warm_start_state())
+            .collect()
+    }
+
+    fn set_warm_start_state(&mut self, state: &[Mat<T>]) -> Result<()> {
+        let previous: Vec<Vec<Mat<T>>> = self.blocks.iter().map(|b| b.prox.warm_start_state()).collect();
+        let blocks = &mut self.blocks;
+        optlayer_core::warm_start::set_parts_warm_start_state(
+            "the separable sum",
+            &previous,
+            state,
+            |k, part| blocks[k].prox.set_warm_start_state(part),
+        )
+    }
 }
 
 impl<T: Scalar> Prox<T> for SeparableSum<T> {
