@@ -399,3 +399,87 @@ fn certificate_and_figures_are_written() {
         "test MSE {reloaded} with the loaded Θ, {trained} after training"
     );
 }
+
+#[test]
+fn negative_certificate_flags_name_the_flag() {
+    for flag in ["--p-pass", "--p-warn", "--fidelity-pass", "--fidelity-warn"] {
+        let output = run(&args_with(&[flag, "-0.1"]));
+        assert!(!output.status.success(), "{flag} -0.1 was accepted");
+        let stderr = stderr_of(&output);
+        assert!(stderr.contains(&format!("invalid {flag} = -0.1")), "{stderr}");
+    }
+}
+
+#[test]
+fn interrupt_in_first_epoch_resumes() {
+    let dir = TempDir::new("workflow-first-epoch");
+    let out = dir.path().to_str().unwrap().to_string();
+    let mut child = spawn(&args_with(&["--out", &out]));
+    // settings.json is written as training starts, so the interrupt lands in epoch 1.
+    let settings = dir.path().join("checkpoint").join("settings.json");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !settings.exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before training"
+        );
+        assert!(Instant::now() < deadline, "training did not start after 120 s");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(130), "stderr: {stderr}");
+    assert!(stderr.contains("interrupted in epoch 1"), "{stderr}");
+    let resumed = run(&["--resume", &out, "--quiet"]);
+    assert_success(&resumed);
+    assert_eq!(epoch_losses(&read_report(dir.path())).len(), 3);
+}
+
+#[test]
+fn load_theta_rejects_calibration_of_other_flags() {
+    let dir = TempDir::new("workflow-calibration-flags");
+    let out = dir.path().to_str().unwrap();
+    assert_success(&run(&args_with(&["--out", out, "--quiet"])));
+    let theta = dir.path().join("theta_trained.npy");
+    let again = dir.path().join("again");
+    let output = run(&args_with(&[
+        "--out",
+        again.to_str().unwrap(),
+        "--load-theta",
+        theta.to_str().unwrap(),
+        "--fidelity-pass",
+        "0.02",
+    ]));
+    assert!(!output.status.success());
+    let stderr = stderr_of(&output);
+    assert!(stderr.contains("certificate.txt"), "{stderr}");
+    assert!(stderr.contains("--fidelity-pass 0.01"), "{stderr}");
+    assert!(stderr.contains("--fidelity-pass 0.02"), "{stderr}");
+    // The check runs before any evaluation.
+    assert!(!stderr.contains("evaluating"), "{stderr}");
+}
+
+#[test]
+fn certificate_table_uses_nonzero_signals() {
+    let dir = TempDir::new("workflow-table-samples");
+    let out = dir.path().to_str().unwrap();
+    assert_success(&run(&args_with(&["--out", out, "--quiet"])));
+    let report = read_report(dir.path());
+    let certificate = &report["certificate"];
+    let sample = certificate["test_sample"].as_u64().unwrap() as usize;
+    let other = certificate["other_sample"].as_u64().unwrap() as usize;
+    assert_ne!(sample, other);
+    let targets = npy::read_matrix::<f64>(&dir.path().join("test_x.npy")).unwrap();
+    // One sample per row in the file.
+    for row in [sample, other] {
+        let norm: f64 = (0..targets.ncols()).map(|j| targets[(row, j)].abs()).sum();
+        assert!(norm > 0.0, "test sample {row} of the table has x* = 0");
+    }
+    let sparsity = certificate["signals"][0]["values"][0].as_f64().unwrap();
+    assert!(sparsity > 0.0, "‖Θx*‖₁ = {sparsity}");
+}

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use faer::{Mat, MatRef};
 use optlayer::train::certificate::{
-    Assessment, Certificate, FixedPointResidual, L1Of, RelativeResidual, Rule, Thresholds,
+    Assessment, Calibration, Certificate, FixedPointResidual, L1Of, RelativeResidual, Rule, Thresholds,
 };
 use optlayer::train::{Dataset, Prediction};
 use optlayer::{Error, Scalar};
@@ -50,6 +50,52 @@ pub fn certificate<T: Scalar>(
         .with(FixedPointResidual::new(RESIDUAL), quantile)
 }
 
+/// Checks that a calibration file was written with the certificate flags of
+/// this run, so that a mismatch fails before any evaluation and names the flags.
+///
+/// # Errors
+/// When a property is missing or its rule differs from the one the flags give.
+pub fn check_calibration(calibration: &Calibration, settings: &Settings, path: &Path) -> Result<(), Error> {
+    let quantile = Rule::Quantile {
+        p_pass: settings.p_pass,
+        p_warn: settings.p_warn,
+    };
+    let fidelity = Rule::Fixed(Thresholds::new(settings.fidelity_pass, settings.fidelity_warn)?);
+    let expected = [
+        (SPARSITY, &quantile, "--p-pass and --p-warn"),
+        (FIDELITY, &fidelity, "--fidelity-pass and --fidelity-warn"),
+        (RESIDUAL, &quantile, "--p-pass and --p-warn"),
+    ];
+    for (name, rule, flags) in expected {
+        let stored = calibration.entries.iter().find(|e| e.name == name);
+        let reason = match stored {
+            None => format!("has no property '{name}'"),
+            Some(entry) if entry.rule != *rule => format!(
+                "was written with {} for property '{name}', but {flags} give {}",
+                describe(&entry.rule),
+                describe(rule)
+            ),
+            Some(_) => continue,
+        };
+        return Err(Error::InvalidFile {
+            path: path.to_path_buf(),
+            reason: format!(
+                "{reason}; give the flags it was written with, or move the file away so that \
+                 the run calibrates new thresholds"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Describes a rule with the flags that set it.
+fn describe(rule: &Rule) -> String {
+    match rule {
+        Rule::Fixed(t) => format!("--fidelity-pass {:?} --fidelity-warn {:?}", t.pass, t.warn),
+        Rule::Quantile { p_pass, p_warn } => format!("--p-pass {p_pass:?} --p-warn {p_warn:?}"),
+    }
+}
+
 /// A property's thresholds, for report.json.
 #[derive(Clone, Serialize)]
 pub struct PropertyEntry {
@@ -82,8 +128,9 @@ pub struct ShareEntry {
 pub struct CertificateReport {
     /// The test sample of the four-signal table.
     pub test_sample: usize,
-    /// The test sample whose `x*` is the wrong signal.
-    pub other_sample: usize,
+    /// The test sample whose `x*` is the wrong signal; `None` when the test
+    /// set has one sample.
+    pub other_sample: Option<usize>,
     /// Training inferences the quantile thresholds come from.
     pub calibration_samples: usize,
     /// The calibration file the thresholds were read from, when they were
@@ -133,7 +180,23 @@ fn format_cell(value: Option<f64>, label: Option<&str>) -> String {
     }
 }
 
-/// Assesses the four signals of test sample 0 and every test inference.
+/// Returns the test sample of the four-signal table, the first whose `x*` is
+/// nonzero (a zero `x*` gives zero in every column), and another sample whose
+/// `x*` differs from it, preferably nonzero too.
+fn table_samples<T: Scalar>(targets: MatRef<'_, T>) -> (usize, Option<usize>) {
+    let nonzero = |j: usize| (0..targets.nrows()).any(|i| targets[(i, j)] != T::zero());
+    let samples = targets.ncols();
+    let sample = (0..samples).find(|&j| nonzero(j)).unwrap_or(0);
+    let differs =
+        |j: usize| j != sample && (0..targets.nrows()).any(|i| targets[(i, j)] != targets[(i, sample)]);
+    let other = (0..samples)
+        .find(|&j| differs(j) && nonzero(j))
+        .or_else(|| (0..samples).find(|&j| differs(j)))
+        .or_else(|| (0..samples).find(|&j| j != sample));
+    (sample, other)
+}
+
+/// Assesses the four signals of one test sample and every test inference.
 ///
 /// # Errors
 /// When the certificate is not calibrated or a shape disagrees.
@@ -146,12 +209,13 @@ pub fn assess<T: Scalar>(
     calibration_samples: usize,
     calibration_file: Option<&Path>,
 ) -> Result<Certificates<T>, Error> {
-    let sample = 0;
-    let other = 1 % test.len();
+    let (sample, other) = table_samples(test.targets());
     let (m, n) = (test.data().nrows(), test.targets().nrows());
     let mut signals = Mat::<T>::zeros(n, SIGNALS.len());
     signals.col_mut(0).copy_from(test.targets().col(sample));
-    signals.col_mut(1).copy_from(test.targets().col(other));
+    signals
+        .col_mut(1)
+        .copy_from(test.targets().col(other.unwrap_or(sample)));
     signals.col_mut(2).copy_from(least_squares_x.col(sample));
     signals.col_mut(3).copy_from(prediction.x.col(sample));
     let d = test.data().subcols(sample, 1);
@@ -171,7 +235,12 @@ pub fn assess<T: Scalar>(
         .enumerate()
         .map(|(j, signal)| {
             let (assessment, column) = if j < 3 { (&given, j) } else { (&inferred, 0) };
-            let (values, labels) = (0..names.len()).map(|p| cell(assessment, p, column)).unzip();
+            let (values, labels) = if j == 1 && other.is_none() {
+                // A test set of one sample has no other sample's x*.
+                (vec![None; names.len()], vec![None; names.len()])
+            } else {
+                (0..names.len()).map(|p| cell(assessment, p, column)).unzip()
+            };
             SignalEntry {
                 signal: signal.to_string(),
                 values,
@@ -267,7 +336,11 @@ pub fn assess<T: Scalar>(
                     v.map(|v| format!("{h} {} ({})", short(v), l.as_deref().unwrap_or("-")))
                 })
                 .collect();
-            format!("Θx, {}: {}", row.signal, parts.join(", "))
+            if parts.is_empty() {
+                format!("Θx, {}: none, the test set has one sample", row.signal)
+            } else {
+                format!("Θx, {}: {}", row.signal, parts.join(", "))
+            }
         })
         .collect();
     let sparsity_test = (0..all.len()).filter_map(|j| all.value(0, j)).collect();

@@ -151,20 +151,20 @@ pub struct Args {
     pub calibration_samples: Option<usize>,
 
     /// Quantile of the calibration values below which a property passes [default: 0.95].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub p_pass: Option<f64>,
 
     /// Share of calibration values, above the pass quantile, labeled warning [default: 0.04].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub p_warn: Option<f64>,
 
     /// Fixed fidelity threshold: ‖Ax − d‖/‖d‖ at most this passes [default: 0.01].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub fidelity_pass: Option<f64>,
 
     /// Fixed fidelity threshold: ‖Ax − d‖/‖d‖ above --fidelity-pass and at most this is a
     /// warning, above it a failure [default: 0.05].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub fidelity_warn: Option<f64>,
 
     /// Print only the summary table: no progress bars, and log warnings and errors only

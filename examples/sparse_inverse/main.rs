@@ -160,7 +160,7 @@ fn load_or_generate(settings: &Settings) -> Result<Problem, Error> {
 
 /// Reads the Θ of `--load-theta`: an `n x n` float32 or float64 `.npy` file.
 fn read_theta(path: &Path, n: usize) -> Result<Mat<f64>, Error> {
-    npy::read_matrix_with_shape::<f64>(path, n, n).map_err(|error| match error {
+    let theta = npy::read_matrix_with_shape::<f64>(path, n, n).map_err(|error| match error {
         Error::ShapeMismatch {
             what,
             expected,
@@ -175,7 +175,14 @@ fn read_theta(path: &Path, n: usize) -> Result<Mat<f64>, Error> {
             reason: format!("{reason}; --load-theta expects a {n} x {n} float32 or float64 array"),
         },
         other => other,
-    })
+    })?;
+    if let Some((row, col, value)) = optlayer::columns::first_non_finite(theta.as_ref()) {
+        return Err(Error::InvalidFile {
+            path: path.to_path_buf(),
+            reason: format!("row {row}, column {col} is {value}; --load-theta expects a finite Θ"),
+        });
+    }
+    Ok(theta)
 }
 
 /// Returns `‖A x − d‖ / ‖d‖` per column (`‖A x − d‖` where `d = 0`).
@@ -240,6 +247,21 @@ fn run<T: Scalar>(
     }
     let loaded_theta = match &settings.load_theta {
         Some(path) => Some(read_theta(path, n)?),
+        None => None,
+    };
+    // A Θ from --load-theta comes with its thresholds when a calibration file
+    // lies beside it, as this example writes one beside theta_trained.npy.
+    let saved_calibration = match &settings.load_theta {
+        Some(path) => {
+            let calibration_path = path.with_file_name(certify::CALIBRATION_FILE);
+            if calibration_path.exists() {
+                let calibration = Calibration::load(&calibration_path)?;
+                certify::check_calibration(&calibration, settings, &calibration_path)?;
+                Some((calibration_path, calibration))
+            } else {
+                None
+            }
+        }
         None => None,
     };
 
@@ -330,18 +352,10 @@ fn run<T: Scalar>(
     )?;
 
     let mut certificate = certify::certificate(theta.as_ref(), a.as_ref(), settings)?;
-    // A Θ from --load-theta comes with its thresholds when a calibration file
-    // lies beside it, as this example writes one beside theta_trained.npy.
-    let saved_calibration = settings
-        .load_theta
-        .as_ref()
-        .map(|path| path.with_file_name(certify::CALIBRATION_FILE))
-        .filter(|path| path.exists());
     let calibration_len = match &saved_calibration {
-        Some(path) => {
+        Some((path, calibration)) => {
             log::info!("reading the certificate thresholds from {}", path.display());
-            let calibration = Calibration::load(path)?;
-            certificate.apply_calibration(&calibration)?;
+            certificate.apply_calibration(calibration)?;
             calibration.entries.iter().map(|e| e.samples).max().unwrap_or(0)
         }
         None => {
@@ -374,7 +388,7 @@ fn run<T: Scalar>(
         &prediction,
         settings,
         calibration_len,
-        saved_calibration.as_deref(),
+        saved_calibration.as_ref().map(|(path, _)| path.as_path()),
     )?;
     if check_interrupt(interrupted).is_err() {
         return Ok(Outcome::Interrupted);
@@ -470,7 +484,7 @@ fn train_model<T: Scalar>(
                 None => String::new(),
             };
             let epochs_path = dir.join(EPOCHS_FILE);
-            let mut epochs = read_epochs(&epochs_path)?;
+            let mut epochs = read_epochs(&epochs_path, done)?;
             if epochs.len() < done {
                 return Err(Error::InvalidFile {
                     path: epochs_path,
@@ -577,7 +591,10 @@ fn prepare_checkpoint_dir(dir: &Path, settings: &Settings) -> Result<(), Error> 
         path: dir.to_path_buf(),
         source,
     })?;
-    write_json(&dir.join(SETTINGS_FILE), settings)
+    write_json(&dir.join(SETTINGS_FILE), settings)?;
+    // A run stopped in its first epoch has a checkpoint but no completed epoch,
+    // and its resume reads this empty list.
+    write_epochs(&dir.join(EPOCHS_FILE), &[])
 }
 
 fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), Error> {
@@ -593,7 +610,12 @@ fn write_epochs(path: &Path, epochs: &[EpochEntry]) -> Result<(), Error> {
     write_json(path, &epochs)
 }
 
-fn read_epochs(path: &Path) -> Result<Vec<EpochEntry>, Error> {
+/// Reads the epochs completed so far. A missing file is an empty list when the
+/// checkpoint has no completed epoch.
+fn read_epochs(path: &Path, done: usize) -> Result<Vec<EpochEntry>, Error> {
+    if done == 0 && !path.exists() {
+        return Ok(Vec::new());
+    }
     let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
         action: "failed to read the epochs of the run to resume".into(),
         path: path.to_path_buf(),

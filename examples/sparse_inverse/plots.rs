@@ -156,9 +156,10 @@ pub fn stems(renderer: &Renderer, dir: &Path, panels: &[StemPanel]) -> Result<[P
             )))?;
             let color = *color;
             let finite = panel.values.iter().enumerate().filter(|(_, v)| v.is_finite());
-            // A stem shorter than a thousandth of the axis is drawn as its marker
-            // alone: the renderer cannot stroke a path of length zero.
-            let stems = finite.clone().filter(|(_, v)| v.abs() > 1e-3 * limit);
+            // A stem shorter than 1% of the half axis (about 1 pixel) is drawn as its
+            // marker alone: the SVG backend rounds it to length zero, and the PNG
+            // renderer cannot stroke a path of length zero.
+            let stems = finite.clone().filter(|(_, v)| v.abs() > 1e-2 * limit);
             chart
                 .draw_series(stems.map(|(i, v)| {
                     PathElement::new([(i as f64, 0.0), (i as f64, *v)], color.stroke_width(1))
@@ -202,7 +203,7 @@ pub fn training_curves(
             .configure_mesh()
             .x_desc("epoch")
             .y_desc("MSE")
-            .x_label_formatter(&|v| format!("{v:.0}"))
+            .x_label_formatter(&epoch_label)
             .y_label_formatter(&|v| format!("{v:.0e}"))
             .draw()?;
         let level = [(0.5, least_squares), (last as f64 + 0.5, least_squares)];
@@ -231,8 +232,11 @@ pub fn training_curves(
         for ((label, points), color) in series.into_iter().zip(COLORS) {
             let style = color.stroke_width(2);
             chart.draw_series(points.iter().map(|p| Circle::new(*p, 3, color.filled())))?;
+            // A single epoch is a marker alone: a line of one point is an empty
+            // path, which the PNG renderer skips with a warning.
+            let line = if points.len() >= 2 { points } else { Vec::new() };
             chart
-                .draw_series(LineSeries::new(points, style))?
+                .draw_series(LineSeries::new(line, style))?
                 .label(label)
                 .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], style));
         }
@@ -244,6 +248,16 @@ pub fn training_curves(
             .draw()?;
         Ok(())
     })
+}
+
+/// Labels the whole epochs of the epoch axis and leaves the ticks between them blank.
+fn epoch_label(value: &f64) -> String {
+    let rounded = value.round();
+    if (value - rounded).abs() < 1e-6 {
+        format!("{rounded:.0}")
+    } else {
+        String::new()
+    }
 }
 
 /// A residual history: the value at each iteration, starting at iteration 1.
@@ -309,6 +323,7 @@ pub fn convergence(
 
 /// Writes `NAME.svg` and `.png`: a histogram of `values` in `bins` equal bins,
 /// with a vertical line at each named threshold.
+#[allow(clippy::too_many_arguments)]
 pub fn histogram(
     renderer: &Renderer,
     dir: &Path,
