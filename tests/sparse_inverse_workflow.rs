@@ -435,9 +435,50 @@ fn interrupt_in_first_epoch_resumes() {
     let stderr = stderr_of(&output);
     assert_eq!(output.status.code(), Some(130), "stderr: {stderr}");
     assert!(stderr.contains("interrupted in epoch 1"), "{stderr}");
+
+    // A new run into the folder would delete the unfinished checkpoint.
+    let output = run(&args_with(&["--out", &out, "--quiet"]));
+    assert!(!output.status.success());
+    let stderr = stderr_of(&output);
+    assert!(stderr.contains("unfinished run"), "{stderr}");
+    assert!(stderr.contains("--resume"), "{stderr}");
+    assert!(dir.path().join("checkpoint").join("checkpoint.txt").exists());
+
+    // The staging folder of a killed run (no such process) is removed.
+    let abandoned = dir.path().join(".partial-4194303999");
+    std::fs::create_dir(&abandoned).unwrap();
+    std::fs::write(abandoned.join("report.json"), "{}").unwrap();
     let resumed = run(&["--resume", &out, "--quiet"]);
     assert_success(&resumed);
     assert_eq!(epoch_losses(&read_report(dir.path())).len(), 3);
+    assert!(!abandoned.exists(), "the abandoned staging folder is still there");
+}
+
+#[test]
+fn load_theta_run_replaces_training_figures() {
+    let dir = TempDir::new("workflow-replace-figures");
+    let out = dir.path().to_str().unwrap();
+    assert_success(&run(&args_with(&["--out", out, "--quiet"])));
+    assert!(dir.path().join("training_curves.svg").exists());
+
+    // Entries near 1e300 are beyond f32; the model does not depend on Θ's scale.
+    let huge = dir.path().join("huge.npy");
+    write_npy(&huge, "<f8", 30, 30, 8, |i, j| if i == j { 1e300 } else { 0.0 });
+    let output = run(&args_with(&[
+        "--out",
+        out,
+        "--quiet",
+        "--load-theta",
+        huge.to_str().unwrap(),
+    ]));
+    assert_success(&output);
+    assert!(!dir.path().join("training_curves.svg").exists());
+    assert!(!dir.path().join("training_curves.png").exists());
+    assert!(dir.path().join("convergence.svg").exists());
+    let written = npy::read_matrix::<f64>(&dir.path().join("theta_trained.npy")).unwrap();
+    // Θ is the identity up to its scale, which the layer sets to unit spectral norm.
+    assert!((written[(0, 0)] - 1.0).abs() < 1e-6, "{}", written[(0, 0)]);
+    assert_eq!(written[(0, 1)], 0.0);
 }
 
 #[test]

@@ -319,11 +319,17 @@ pub fn assess<T: Scalar>(
         ));
     }
     lines.push(share_line);
+    let source = match calibration_file {
+        Some(path) => format!("were read from {}", path.display()),
+        None => format!(
+            "are the {} and {} quantiles of {calibration_samples} training inferences",
+            settings.p_pass,
+            settings.p_pass + settings.p_warn
+        ),
+    };
     lines.push(format!(
-        "(shares are pass/warning/fail; the sparsity and residual thresholds are the {} and {} \
-         quantiles of {calibration_samples} training inferences, the fidelity thresholds are fixed)",
-        settings.p_pass,
-        settings.p_pass + settings.p_warn
+        "(shares are pass/warning/fail; the sparsity and residual thresholds {source}, \
+         the fidelity thresholds are fixed)"
     ));
 
     let panel_titles = rows

@@ -48,6 +48,11 @@ const INTERRUPTED: u8 = 130;
 /// The file in the checkpoint folder with the epochs trained so far.
 const EPOCHS_FILE: &str = "epochs.json";
 
+/// Figures that a `--load-theta` run does not draw. A run removes those it
+/// did not write, so the figures in the folder are all from one run. Inputs
+/// that a `--data-dir` run does not copy are kept: they may be the data.
+const OUTPUTS: [&str; 2] = ["training_curves.svg", "training_curves.png"];
+
 /// Test samples whose residual histories the convergence figure summarizes.
 const HISTORY_SAMPLES: usize = 50;
 
@@ -182,6 +187,15 @@ fn read_theta(path: &Path, n: usize) -> Result<Mat<f64>, Error> {
             reason: format!("row {row}, column {col} is {value}; --load-theta expects a finite Θ"),
         });
     }
+    // The model min ‖Θx‖₁ s.t. Ax = d does not depend on the scale of Θ, and
+    // the layer rescales Θ to unit spectral norm. A power-of-two factor, exact
+    // in binary, first brings the entries into the range of f32.
+    let largest = theta.norm_max();
+    if largest > 0.0 && !(1e-30..=1e30).contains(&largest) {
+        let factor = 2f64.powi(-(largest.log2().floor() as i32));
+        log::info!("scaling Θ from {} by {factor:e} before use", path.display());
+        return Ok(Mat::from_fn(n, n, |i, j| theta[(i, j)] * factor));
+    }
     Ok(theta)
 }
 
@@ -226,8 +240,11 @@ fn run<T: Scalar>(
     let started = Instant::now();
     settings.validate()?;
     let mut settings = settings.clone();
-    let staging = Staging::new(&settings.out)?;
     let checkpoint_dir = resume.map_or_else(|| settings.out.join("checkpoint"), Path::to_path_buf);
+    if resume.is_none() && settings.load_theta.is_none() {
+        check_unfinished_run(&checkpoint_dir)?;
+    }
+    let staging = Staging::new(&settings.out)?;
     let progress = Progress::new(settings.quiet);
 
     log::info!("generating data");
@@ -361,6 +378,13 @@ fn run<T: Scalar>(
         None => {
             log::info!("calibrating the certificate on training inferences");
             let calibration_len = settings.calibration_samples.min(train.len());
+            if calibration_len < settings.calibration_samples {
+                log::warn!(
+                    "--calibration-samples {} is more than the {} training samples; calibrating on all of them",
+                    settings.calibration_samples,
+                    train.len()
+                );
+            }
             let calibration_data = train.data().subcols(0, calibration_len);
             let calibration = predict(
                 &layer,
@@ -453,7 +477,7 @@ fn run<T: Scalar>(
         wall_seconds: started.elapsed().as_secs_f64(),
     };
     report.write(&staging.path("report.json"))?;
-    staging.commit()?;
+    staging.commit(&OUTPUTS)?;
     println!("{}", report.summary_table());
     println!();
     println!("{}", certificates.table);
@@ -574,6 +598,35 @@ fn train_model<T: Scalar>(
     }
     bar.finish_and_clear();
     Ok(Some(Training { epochs, resumed_at }))
+}
+
+/// Rejects a new training run into a folder whose checkpoint belongs to a
+/// run that has not finished, so that starting over never deletes it.
+fn check_unfinished_run(dir: &Path) -> Result<(), Error> {
+    let saved: Option<Settings> = std::fs::read_to_string(dir.join(SETTINGS_FILE))
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok());
+    let Some(saved) = saved else {
+        // Without readable settings the checkpoint cannot be resumed.
+        return Ok(());
+    };
+    if !Checkpoint::<f64>::exists(dir) {
+        return Ok(());
+    }
+    let done = read_epochs(&dir.join(EPOCHS_FILE), 0).map_or(0, |epochs| epochs.len());
+    if done < saved.epochs {
+        return Err(Error::InvalidValue {
+            name: "output folder".into(),
+            value: dir.display().to_string(),
+            requirement: format!(
+                "holds the checkpoint of an unfinished run ({done} of {} epochs); continue it with \
+                 --resume {}, or choose another --out, or delete the checkpoint folder to start over",
+                saved.epochs,
+                dir.display()
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Empties the checkpoint folder of a new run and writes its settings.

@@ -25,6 +25,7 @@ impl Staging {
             move |source| Error::Io { action, path, source }
         };
         std::fs::create_dir_all(out).map_err(io_error("failed to create the output folder", out))?;
+        remove_abandoned(out);
         let dir = out.join(format!(".partial-{}", std::process::id()));
         if dir.exists() {
             std::fs::remove_dir_all(&dir)
@@ -44,8 +45,20 @@ impl Staging {
     }
 
     /// Moves every staged file into the output folder, replacing files of the
-    /// same name, and removes the staging folder.
-    pub fn commit(mut self) -> Result<(), Error> {
+    /// same name, removes the files named in `outputs` that this run did not
+    /// write (results of an earlier run that would otherwise look current),
+    /// and removes the staging folder.
+    pub fn commit(mut self, outputs: &[&str]) -> Result<(), Error> {
+        for name in outputs {
+            let stale = self.out.join(name);
+            if !self.dir.join(name).exists() && stale.is_file() {
+                std::fs::remove_file(&stale).map_err(|source| Error::Io {
+                    action: "failed to remove the earlier result".into(),
+                    path: stale.clone(),
+                    source,
+                })?;
+            }
+        }
         let entries = std::fs::read_dir(&self.dir).map_err(|source| Error::Io {
             action: "failed to list the staging folder".into(),
             path: self.dir.clone(),
@@ -74,6 +87,35 @@ impl Drop for Staging {
     fn drop(&mut self) {
         if !self.committed {
             let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Removes the staging folders of runs that were killed: `.partial-<pid>`
+/// folders whose process no longer exists. Only Linux, where `/proc` lists the
+/// running processes, is checked; elsewhere they are left for the user.
+fn remove_abandoned(out: &Path) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(out) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(".partial-")) else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists() {
+            if let Err(error) = std::fs::remove_dir_all(entry.path()) {
+                log::warn!(
+                    "failed to remove the abandoned staging folder {}: {error}",
+                    entry.path().display()
+                );
+            }
         }
     }
 }
