@@ -14,10 +14,14 @@ backward, torch.optim.Adam, Θ rescaled to unit spectral norm, and β lowered to
 0.99 / (α ‖[Θ; A]‖₂²) when the step condition needs it; both norms come from
 warm-started power iterations, as in optlayer.
 
-Usage (the bench calls it; see docs/benchmarks.md):
+Usage (the bench calls the first; see docs/benchmarks.md):
     python3 ladmm_torch.py PROBLEM_DIR --threads T
+    python3 ladmm_torch.py --train RUN_DIR --threads T [--precision f64]
 
-It prints one JSON object with the median seconds of each measurement.
+The first prints one JSON object with the median seconds of each
+measurement. The second trains Θ on the data of a finished sparse_inverse
+run, with its settings, and prints the train and test MSE and the elapsed
+time after each epoch.
 Dependencies: pip install torch numpy.
 """
 
@@ -150,7 +154,62 @@ def training_step(model, optimizer, d, target, iters):
     optimizer.step()
     with torch.no_grad():
         refresh(model)
-    return float(loss)
+    return float(loss.detach())
+
+
+def train_run(args):
+    """Trains Θ on the files of a sparse_inverse run folder, as the example
+    does: Adam on shuffled batches, JFB gradients, and the test error at the
+    training depth after every epoch. Prints one JSON object."""
+    dtype = torch.float32 if args.precision == "f32" else torch.float64
+    folder = args.train
+    report = json.load(open(os.path.join(folder, "report.json")))
+    config = report["config"]
+    steps = report["steps"]
+    a = load(os.path.join(folder, "A.npy"), dtype)
+    theta = load(os.path.join(folder, "theta_init.npy"), dtype)
+    train_d = load(os.path.join(folder, "train_d.npy"), dtype).T.contiguous()
+    train_x = load(os.path.join(folder, "train_x.npy"), dtype).T.contiguous()
+    test_d = load(os.path.join(folder, "test_d.npy"), dtype).T.contiguous()
+    test_x = load(os.path.join(folder, "test_x.npy"), dtype).T.contiguous()
+    # β as training starts: the example's rule from ‖A‖₂, lowered by the step condition.
+    model = Ladmm(theta, a, steps["alpha"], 1.0 / (1.0 + steps["a_norm"]), steps["lambda"])
+    with torch.no_grad():
+        refresh(model)
+    model.theta.requires_grad_(True)
+    optimizer = torch.optim.Adam(
+        [model.theta], lr=config["learning_rate"], weight_decay=config["weight_decay"]
+    )
+    generator = torch.Generator().manual_seed(config["seed"])
+    batch, iters, samples = config["batch_size"], config["train_iters"], train_d.shape[1]
+    epochs = []
+    start = time.perf_counter()
+    for epoch in range(1, config["epochs"] + 1):
+        order = torch.randperm(samples, generator=generator)
+        loss_sum = 0.0
+        for first in range(0, samples, batch):
+            index = order[first : first + batch]
+            d = train_d[:, index].contiguous()
+            target = train_x[:, index].contiguous()
+            loss_sum += training_step(model, optimizer, d, target, iters) * d.shape[1]
+        with torch.no_grad():
+            test_mse = 0.0
+            for first in range(0, test_d.shape[1], batch):
+                d = test_d[:, first : first + batch]
+                x = model.forward(d, iters)[0]
+                test_mse += float(torch.sum((x - test_x[:, first : first + batch]) ** 2))
+            test_mse /= test_x.numel()
+        epochs.append(
+            {
+                "epoch": epoch,
+                "train_mse": loss_sum / samples,
+                "test_mse": test_mse,
+                "seconds": time.perf_counter() - start,
+            }
+        )
+        print(json.dumps(epochs[-1]), file=sys.stderr)
+    json.dump({"torch": torch.__version__, "threads": torch.get_num_threads(), "epochs": epochs}, sys.stdout)
+    print()
 
 
 def load(path, dtype):
@@ -159,7 +218,13 @@ def load(path, dtype):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("problem_dir")
+    parser.add_argument("problem_dir", nargs="?")
+    parser.add_argument(
+        "--train",
+        metavar="RUN_DIR",
+        help="train on the files of a sparse_inverse run folder instead of timing steps",
+    )
+    parser.add_argument("--precision", choices=["f32", "f64"], default="f32")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batches", default="1,10,32,100,1000")
     parser.add_argument("--train-batches", default="1,10,32,100,1000")
@@ -168,6 +233,9 @@ def main():
 
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
+    if args.train:
+        train_run(args)
+        return
     steps = json.load(open(os.path.join(args.problem_dir, "steps.json")))
     results = {
         "torch": torch.__version__,
