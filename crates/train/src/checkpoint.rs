@@ -5,8 +5,9 @@
 //! A snapshot contains
 //!
 //! - `state.txt`: the scalar state as `key value` lines in a fixed order,
-//!   ending in `end`. The lines contain the format version, the dtype, the
-//!   epochs completed, the seed, the batch size, the training set length, the
+//!   ending in `end`. The line `splitting <name>` after the dtype is absent
+//!   in files written before the name was stored. The lines contain the
+//!   format version, the dtype, the splitting's name, the epochs completed, the seed, the batch size, the training set length, the
 //!   ChaCha8 generator's seed, stream and word position, the Adam settings and
 //!   step count, and the parameter names and shapes. The shapes of the
 //!   warm-start state and the epoch in progress, with its sample order and
@@ -91,6 +92,9 @@ impl RngState {
 /// [`load`](Self::load) store it, and [`Trainer::resume`] continues the run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Checkpoint<T: Scalar> {
+    /// The [`Splitting::name`] of the layer, or `None` in files written
+    /// before the name was stored.
+    pub(crate) splitting: Option<String>,
     pub(crate) epoch: usize,
     pub(crate) seed: u64,
     pub(crate) batch_size: usize,
@@ -106,6 +110,12 @@ pub struct Checkpoint<T: Scalar> {
 }
 
 impl<T: Scalar> Checkpoint<T> {
+    /// Returns the [`Splitting::name`] of the layer the checkpoint was taken
+    /// from, or `None` for a file saved before the name was stored.
+    pub fn splitting(&self) -> Option<&str> {
+        self.splitting.as_deref()
+    }
+
     /// Returns the number of completed epochs.
     pub fn epoch(&self) -> usize {
         self.epoch
@@ -169,7 +179,8 @@ impl<T: Scalar> Checkpoint<T> {
     ///
     /// The save writes and syncs a new snapshot folder, then replaces the
     /// pointer file `dir/checkpoint.txt` atomically, then removes every other
-    /// `snapshot-*` folder in `dir`. Two processes must not save into the same
+    /// `snapshot-<epoch>-<batch>-<counter>` folder in `dir`. Other files and
+    /// folders in `dir` stay. Two processes must not save into the same
     /// folder at once.
     ///
     /// # Errors
@@ -178,6 +189,14 @@ impl<T: Scalar> Checkpoint<T> {
     /// contains a line break, which the state file cannot store. On error the
     /// pointer still names the previous snapshot.
     pub fn save(&self, dir: &Path) -> Result<()> {
+        if let Some(name) = self.splitting.as_ref().filter(|name| name.contains(['\n', '\r'])) {
+            return Err(Error::InvalidValue {
+                name: "splitting name".into(),
+                value: name.escape_debug().to_string(),
+                requirement:
+                    "must not contain a line break to be saved in a checkpoint; rename the splitting".into(),
+            });
+        }
         for (name, _) in &self.params {
             if name.contains(['\n', '\r']) {
                 return Err(Error::InvalidValue {
@@ -305,6 +324,9 @@ impl<T: Scalar> Checkpoint<T> {
         };
         line(FORMAT_LINE.into());
         line(format!("dtype {}", T::NPY_DESCR));
+        if let Some(name) = &self.splitting {
+            line(format!("splitting {name}"));
+        }
         line(format!("epoch {}", self.epoch));
         line(format!("seed {}", self.seed));
         line(format!("batch_size {}", self.batch_size));
@@ -372,6 +394,7 @@ impl<T: Scalar> Trainer<T> {
             .map(|index| (layer.param_info(index).name, layer.param(index).to_owned()))
             .collect();
         Checkpoint {
+            splitting: Some(layer.splitting().name().to_owned()),
             epoch: self.epoch,
             seed: self.config.seed,
             batch_size: self.config.batch_size,
@@ -407,7 +430,8 @@ impl<T: Scalar> Trainer<T> {
     /// # Errors
     /// - [`Error::InvalidValue`] naming both values when `config.seed`,
     ///   `config.batch_size` or `train_len` differs from the checkpoint's, or
-    ///   when the checkpoint's parameter names differ from the layer's;
+    ///   when the checkpoint's splitting name ([`Splitting::name`]) or
+    ///   parameter names differ from the layer's;
     /// - [`Error::ShapeMismatch`] when a parameter has another shape, or the
     ///   warm-start state another count or shape than the layer's;
     /// - errors of [`TrainConfig::validate`], [`Adam::from_state`], and the
@@ -420,6 +444,19 @@ impl<T: Scalar> Trainer<T> {
         train_len: usize,
     ) -> Result<Self> {
         config.validate()?;
+        if let Some(saved) = checkpoint
+            .splitting
+            .as_deref()
+            .filter(|saved| *saved != layer.splitting().name())
+        {
+            return Err(Error::InvalidValue {
+                name: "splitting of the layer".into(),
+                value: layer.splitting().name().to_owned(),
+                requirement: format!(
+                    "must be the checkpoint's splitting '{saved}'; resume with the model the checkpoint was saved from"
+                ),
+            });
+        }
         check_same("seed", config.seed, checkpoint.seed)?;
         check_same("batch size", config.batch_size, checkpoint.batch_size)?;
         if let Some(saved) = checkpoint.train_len {
@@ -537,6 +574,7 @@ fn check_same<V: PartialEq + std::fmt::Display>(name: &str, value: V, saved: V) 
 
 /// The contents of a state file, before the `.npy` files are read.
 struct ParsedState {
+    splitting: Option<String>,
     epoch: usize,
     seed: u64,
     batch_size: usize,
@@ -588,6 +626,7 @@ impl ParsedState {
             });
         }
         Ok(Checkpoint {
+            splitting: self.splitting,
             epoch: self.epoch,
             seed: self.seed,
             batch_size: self.batch_size,
@@ -796,7 +835,18 @@ fn parse_state<T: Scalar>(text: &str, path: &Path) -> Result<ParsedState> {
             ),
         });
     }
+    // The splitting line is optional, because files written before it was
+    // added lack it.
+    let splitting = match reader.lines.clone().next() {
+        Some((_, text)) if text.starts_with("splitting ") => {
+            Some(reader.field("splitting", "<name>")?.to_owned())
+        }
+        _ => None,
+    };
     let epoch: usize = reader.parse("epoch", "<epochs completed>")?;
+    reader.ensure(epoch < usize::MAX, || {
+        format!("{epoch} epochs completed leaves no number for the next epoch")
+    })?;
     let seed: u64 = reader.parse("seed", "<unsigned 64-bit integer>")?;
     let batch_size: usize = reader.parse("batch_size", "<positive integer>")?;
     reader.ensure(batch_size > 0, || "the batch size must be at least 1".into())?;
@@ -849,6 +899,7 @@ fn parse_state<T: Scalar>(text: &str, path: &Path) -> Result<ParsedState> {
         )));
     }
     Ok(ParsedState {
+        splitting,
         epoch,
         seed,
         batch_size,
@@ -969,12 +1020,15 @@ fn parse_progress(
         )
     })?;
     progress.order = reader.parse_list("order", "<sample index>")?;
-    let mut seen = vec![false; len];
-    let is_permutation = progress.order.len() == len
-        && progress
+    // The length check comes first, so a huge `train_len` in an edited file
+    // allocates nothing.
+    let is_permutation = progress.order.len() == len && {
+        let mut seen = vec![false; len];
+        progress
             .order
             .iter()
-            .all(|&index| index < len && !std::mem::replace(&mut seen[index], true));
+            .all(|&index| index < len && !std::mem::replace(&mut seen[index], true))
+    };
     reader.ensure(is_permutation, || {
         format!("the sample order must list each index from 0 to {} once", len - 1)
     })?;
@@ -1023,17 +1077,33 @@ fn largest_snapshot_counter(dir: &Path) -> Option<u64> {
     let entries = fs::read_dir(dir).ok()?;
     entries
         .filter_map(|entry| entry.ok())
-        .filter_map(|entry| {
-            let name = entry.file_name().into_string().ok()?;
-            let rest = name.strip_prefix(SNAPSHOT_PREFIX)?;
-            rest.rsplit('-').next()?.parse::<u64>().ok()
-        })
+        .filter_map(|entry| snapshot_counter(entry.file_name().to_str()?))
         .max()
+}
+
+/// Returns the counter of a snapshot folder name
+/// `snapshot-<epoch>-<batch>-<counter>`, or `None` for any other name.
+fn snapshot_counter(name: &str) -> Option<u64> {
+    let mut numbers = name.strip_prefix(SNAPSHOT_PREFIX)?.split('-');
+    let mut counter = None;
+    for _ in 0..3 {
+        let number = numbers.next()?;
+        if number.is_empty() || !number.bytes().all(|byte| byte.is_ascii_digit()) {
+            return None;
+        }
+        counter = Some(number.parse::<u64>().ok()?);
+    }
+    if numbers.next().is_some() {
+        return None;
+    }
+    counter
 }
 
 /// Removes every snapshot folder in `dir` except `keep`.
 ///
-/// This is best effort: the new checkpoint is complete and named by the
+/// Only names of the form `snapshot-<epoch>-<batch>-<counter>` count as
+/// snapshots, so a user's `snapshot-notes` folder in `dir` stays. This is
+/// best effort: the new checkpoint is complete and named by the
 /// pointer, so a folder that cannot be removed only takes space, and the next
 /// save tries again.
 fn remove_other_snapshots(dir: &Path, keep: &str) {
@@ -1043,7 +1113,7 @@ fn remove_other_snapshots(dir: &Path, keep: &str) {
     for entry in entries.filter_map(|entry| entry.ok()) {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if name.starts_with(SNAPSHOT_PREFIX) && name != keep {
+        if snapshot_counter(name).is_some() && name != keep {
             let _ = fs::remove_dir_all(entry.path());
         }
     }
@@ -1115,6 +1185,7 @@ mod tests {
             ],
         };
         Checkpoint {
+            splitting: Some("Condat-Vu".into()),
             epoch: 2,
             seed: 42,
             batch_size: 4,
@@ -1300,7 +1371,7 @@ mod tests {
         let (error, _) = load_error_after("malformed-seed", |text| text.replace("seed 42", "seed forty-two"));
         assert!(matches!(error, Error::InvalidFile { .. }), "{error}");
         let message = error.to_string();
-        assert!(message.contains("line 4"), "{message}");
+        assert!(message.contains("line 5"), "{message}");
         assert!(message.contains("seed <unsigned 64-bit integer>"), "{message}");
         assert!(message.contains("forty-two"), "{message}");
 
@@ -1397,6 +1468,79 @@ mod tests {
         assert!(matches!(error, Error::InvalidValue { .. }), "{error}");
         assert!(error.to_string().contains("f32"), "{error}");
         assert!(error.to_string().contains("must be f64"), "{error}");
+    }
+
+    #[test]
+    fn state_without_splitting_line_loads() {
+        let dir = TestDir::new("no-splitting");
+        let checkpoint = sample::<f64>();
+        checkpoint.save(&dir.0).unwrap();
+        let state = snapshot(&dir.0).join(STATE_FILE);
+        let text = fs::read_to_string(&state).unwrap();
+        assert!(text.contains("\nsplitting Condat-Vu\n"), "{text}");
+        fs::write(&state, text.replace("splitting Condat-Vu\n", "")).unwrap();
+        let loaded = Checkpoint::<f64>::load(&dir.0).unwrap();
+        assert_eq!(loaded.splitting(), None);
+        assert_eq!(loaded.epoch(), checkpoint.epoch());
+    }
+
+    #[test]
+    fn huge_train_len_is_invalid_file() {
+        let (error, state) = load_error_after("huge-train-len", |text| {
+            text.replace("train_len 10", &format!("train_len {}", usize::MAX))
+        });
+        assert!(
+            matches!(error, Error::InvalidFile { ref path, .. } if *path == state),
+            "{error}"
+        );
+        assert!(error.to_string().contains("sample order"), "{error}");
+    }
+
+    #[test]
+    fn largest_epoch_is_invalid_file() {
+        let (error, _) = load_error_after("largest-epoch", |text| {
+            text.replace("epoch 2\n", &format!("epoch {}\n", usize::MAX))
+        });
+        assert!(matches!(error, Error::InvalidFile { .. }), "{error}");
+        assert!(error.to_string().contains("line 4"), "{error}");
+        assert!(error.to_string().contains("next epoch"), "{error}");
+    }
+
+    #[test]
+    fn snapshot_counter_reads_only_snapshot_names() {
+        assert_eq!(snapshot_counter("snapshot-3-2-17"), Some(17));
+        assert_eq!(snapshot_counter("snapshot-0-0-0"), Some(0));
+        for name in [
+            "snapshot-photos",
+            "snapshot-1-2",
+            "snapshot-1-2-3-4",
+            "snapshot-1-2-x",
+            "snapshot-1--3",
+            "snapshot-+1-2-3",
+            "snapshot-1-2-3.bak",
+            "checkpoint.txt",
+        ] {
+            assert_eq!(snapshot_counter(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn save_keeps_other_files() {
+        let dir = TestDir::new("other-files");
+        fs::create_dir_all(dir.0.join("snapshot-notes")).unwrap();
+        fs::write(dir.0.join("snapshot-notes").join("a.txt"), "kept").unwrap();
+        fs::create_dir_all(dir.0.join("snapshot-1-2")).unwrap();
+        fs::write(dir.0.join("run.log"), "kept").unwrap();
+        let mut checkpoint = sample::<f64>();
+        checkpoint.save(&dir.0).unwrap();
+        checkpoint.epoch = 3;
+        checkpoint.progress = None;
+        checkpoint.save(&dir.0).unwrap();
+        assert!(dir.0.join("snapshot-notes").join("a.txt").is_file());
+        assert!(dir.0.join("snapshot-1-2").is_dir());
+        assert!(dir.0.join("run.log").is_file());
+        assert_eq!(snapshot_names(&dir.0).len(), 3);
+        assert_eq!(Checkpoint::<f64>::load(&dir.0).unwrap(), checkpoint);
     }
 
     #[test]

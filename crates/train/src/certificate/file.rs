@@ -1,5 +1,6 @@
 //! Calibrations of certificates and their text file format.
 
+use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -46,9 +47,10 @@ impl Calibration {
     /// or thresholds are invalid, its thresholds differ from those of its fixed rule, or a
     /// quantile entry was calibrated from 0 samples.
     pub fn validate(&self) -> Result<()> {
-        for (index, entry) in self.entries.iter().enumerate() {
+        let mut seen = HashSet::with_capacity(self.entries.len());
+        for entry in &self.entries {
             check_name(&entry.name)?;
-            if self.entries[..index].iter().any(|e| e.name == entry.name) {
+            if !seen.insert(entry.name.as_str()) {
                 return Err(Error::InvalidValue {
                     name: "property name of a calibration".into(),
                     value: entry.name.clone(),
@@ -116,6 +118,10 @@ impl Calibration {
     }
 
     /// Reads a calibration written by [`Calibration::save`].
+    ///
+    /// Edits by text editors are accepted: a leading UTF-8 byte order mark, `\r\n` line
+    /// endings and trailing whitespace on every line but a `property` line, whose name is
+    /// the rest of the line and must not end in whitespace.
     ///
     /// # Errors
     /// - [`Error::Io`] naming `path` if the file cannot be read, for example because it is
@@ -206,9 +212,11 @@ impl<'a> Lines<'a> {
         }
     }
 
-    /// Returns the rest of the next line after `key` and a space, and its number.
+    /// Returns the rest of the next line after `key` and a space, without trailing
+    /// whitespace, and its number.
     fn field(&mut self, key: &str, expected: &str) -> std::result::Result<(usize, &'a str), String> {
         let (number, line) = self.next(expected)?;
+        let line = line.trim_end();
         match line.strip_prefix(key).and_then(|rest| rest.strip_prefix(' ')) {
             Some(rest) => Ok((number, rest)),
             None => Err(format!("line {number}: expected `{expected}`, found `{line}`")),
@@ -218,11 +226,14 @@ impl<'a> Lines<'a> {
 
 /// Parses the text of a calibration file; the error is the reason, naming the line.
 fn parse(text: &str) -> std::result::Result<Calibration, String> {
+    // Some editors on Windows start UTF-8 files with a byte order mark.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut lines = Lines {
         lines: text.lines().enumerate(),
         last: 0,
     };
     let (_, header) = lines.next(HEADER)?;
+    let header = header.trim_end();
     if header != HEADER {
         return Err(
             match header.strip_prefix(FORMAT_NAME).and_then(|r| r.strip_prefix(' ')) {
@@ -237,9 +248,10 @@ fn parse(text: &str) -> std::result::Result<Calibration, String> {
     }
 
     let mut entries: Vec<CalibrationEntry> = Vec::new();
+    let mut names = HashSet::new();
     let count = loop {
         let (number, line) = lines.next("property <name>` or `end <count>")?;
-        if let Some(count) = line.strip_prefix("end ") {
+        if let Some(count) = line.trim_end().strip_prefix("end ") {
             break parse_count(number, count, "end <count>")?;
         }
         let Some(name) = line.strip_prefix("property ") else {
@@ -248,7 +260,7 @@ fn parse(text: &str) -> std::result::Result<Calibration, String> {
             ));
         };
         check_name(name).map_err(|e| format!("line {number}: {e}"))?;
-        if entries.iter().any(|e| e.name == name) {
+        if !names.insert(name) {
             return Err(format!(
                 "line {number}: duplicate property '{name}'; each property appears once"
             ));

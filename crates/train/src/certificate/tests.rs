@@ -1,3 +1,4 @@
+use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use faer::{Mat, mat};
@@ -926,4 +927,98 @@ fn apply_calibration_checks_names_and_rules() {
     reordered.entries.reverse();
     fresh.apply_calibration(&reordered).unwrap();
     assert_eq!(fresh.calibration().unwrap(), calibration);
+}
+
+#[test]
+fn editor_line_endings_and_bom_load() {
+    let dir = test_dir("editor");
+    let path = dir.join("calibration.txt");
+    let expected = {
+        std::fs::write(&path, VALID.join("\n")).unwrap();
+        Calibration::load(&path).unwrap()
+    };
+    let cases = [
+        ("crlf", VALID.join("\r\n") + "\r\n"),
+        ("crlf without final newline", VALID.join("\r\n") + "\r"),
+        ("bom", format!("\u{feff}{}\n", VALID.join("\n"))),
+        (
+            "trailing spaces",
+            VALID
+                .iter()
+                .map(|line| {
+                    if line.starts_with("property ") {
+                        (*line).to_owned()
+                    } else {
+                        format!("{line} \t ")
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+        ),
+    ];
+    for (case, text) in cases {
+        std::fs::write(&path, text).unwrap();
+        let loaded = Calibration::load(&path).unwrap_or_else(|error| panic!("{case}: {error}"));
+        assert_eq!(loaded, expected, "{case}");
+    }
+    // A name is the rest of its line, so trailing whitespace there stays invalid.
+    let reason = load_error(&dir, &edited(1, Some("property a ")));
+    assert!(reason.contains("line 2: invalid property name"), "{reason}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn unicode_names_round_trip() {
+    let dir = test_dir("unicode");
+    let path = dir.join(CALIBRATION_FILE_NAME);
+    let mut certificate = Certificate::<f64>::new()
+        .with(first_entry("稀疏度 ‖Θx‖₁ 🙂"), quantile_rule(1.0, 0.0))
+        .unwrap()
+        .with(first_entry("e\u{301}cart"), quantile_rule(0.5, 0.5))
+        .unwrap();
+    // One sample: every quantile is that sample's value.
+    let (x, d) = batch(&[0.25]);
+    certificate.calibrate(x.as_ref(), d.as_ref(), None).unwrap();
+    assert_eq!(
+        certificate.thresholds("稀疏度 ‖Θx‖₁ 🙂"),
+        Some(Thresholds {
+            pass: 0.25,
+            warn: 0.25
+        })
+    );
+    certificate.calibration().unwrap().save(&path).unwrap();
+    let loaded = Calibration::load(&path).unwrap();
+    assert_eq!(loaded, certificate.calibration().unwrap());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn many_properties_load_quickly() {
+    // Duplicate names are found with a hash set: a quadratic scan of this file takes
+    // seconds.
+    let dir = test_dir("many");
+    let path = dir.join("calibration.txt");
+    let count = 200_000;
+    let mut text = String::from("optlayer-certificate-calibration 1\n");
+    for index in 0..count {
+        let _ = write!(
+            text,
+            "property p{index}\nrule fixed\nthresholds 0e0 1e0\nsamples 0\n"
+        );
+    }
+    let _ = writeln!(text, "end {count}");
+    std::fs::write(&path, &text).unwrap();
+    let started = std::time::Instant::now();
+    let calibration = Calibration::load(&path).unwrap();
+    calibration.validate().unwrap();
+    let seconds = started.elapsed().as_secs_f64();
+    assert_eq!(calibration.entries.len(), count);
+    assert_eq!(calibration.entries[count - 1].name, format!("p{}", count - 1));
+    assert!(seconds < 2.0, "loading {count} properties took {seconds} s");
+
+    let duplicate = text.replacen(&format!("property p{}\n", count - 1), "property p0\n", 1);
+    std::fs::write(&path, duplicate).unwrap();
+    let error = Calibration::load(&path).unwrap_err();
+    assert!(error.to_string().contains("duplicate property 'p0'"), "{error}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
