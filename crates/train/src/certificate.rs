@@ -102,9 +102,12 @@ impl Thresholds {
     }
 
     /// Labels `value`: pass if `value ≤ pass`, warning if `value ≤ warn`, fail otherwise
-    /// and for NaN.
+    /// and for every non-finite value. A property value of −∞ comes from a broken
+    /// inference, not from a very good one, so it fails too.
     pub fn label(&self, value: f64) -> Label {
-        if value <= self.pass {
+        if !value.is_finite() {
+            Label::Fail
+        } else if value <= self.pass {
             Label::Pass
         } else if value <= self.warn {
             Label::Warning

@@ -535,11 +535,15 @@ impl<T: Scalar> Trainer<T> {
             progress.batches_done += 1;
             progress.samples_done += stats.len;
             progress.loss_sum += stats.loss * stats.len as f64;
-            progress.iteration_sum += stats.iterations;
-            progress.converged += stats.converged;
+            // The counters may come from a checkpoint file, so they saturate
+            // instead of wrapping around on values no run reaches.
+            progress.iteration_sum = progress.iteration_sum.saturating_add(stats.iterations);
+            progress.converged = progress.converged.saturating_add(stats.converged);
             progress.contraction.extend(stats.contraction);
-            progress.fallbacks += usize::from(stats.fallback);
-            progress.fallback_failures += usize::from(stats.fallback_failed);
+            progress.fallbacks = progress.fallbacks.saturating_add(usize::from(stats.fallback));
+            progress.fallback_failures = progress
+                .fallback_failures
+                .saturating_add(usize::from(stats.fallback_failed));
 
             let info = BatchProgress {
                 epoch: progress.epoch,

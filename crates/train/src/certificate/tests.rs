@@ -88,7 +88,8 @@ fn quantile_rejects_bad_input() {
 fn labels_around_thresholds() {
     let thresholds = Thresholds::new(1.0, 2.0).unwrap();
     let cases = [
-        (f64::NEG_INFINITY, Label::Pass),
+        (f64::NEG_INFINITY, Label::Fail),
+        (-1e300, Label::Pass),
         (0.5, Label::Pass),
         (1.0, Label::Pass),
         (1.0 + f64::EPSILON, Label::Warning),
