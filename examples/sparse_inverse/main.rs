@@ -399,6 +399,15 @@ fn run<T: Scalar>(
                 calibration_data,
                 Some(&calibration.samples),
             )?;
+            for name in certificate.names() {
+                if let Some(t) = certificate.thresholds(name) {
+                    log::debug!(
+                        "certificate thresholds of {name}: pass ≤ {:e}, warning ≤ {:e}",
+                        t.pass,
+                        t.warn
+                    );
+                }
+            }
             calibration_len
         }
     };
@@ -557,6 +566,11 @@ fn train_model<T: Scalar>(
                 epochs.push(EpochEntry::from(&report));
                 write_epochs(&checkpoint_dir.join(EPOCHS_FILE), &epochs)?;
                 trainer.checkpoint(layer).save(checkpoint_dir)?;
+                log::debug!(
+                    "saved the checkpoint of epoch {} in {}",
+                    trainer.epoch(),
+                    checkpoint_dir.display()
+                );
                 let contraction = match report.contraction_max {
                     Some(max) => format!(
                         "  spectral radius ≈ {max:.3} (largest estimate; {} fallbacks, {} failed)",
@@ -915,9 +929,10 @@ fn draw_figures<T: Scalar>(
         ],
         40,
     )?);
-    let names = files
+    let names: Vec<String> = files
         .iter()
         .filter_map(|path| path.file_name().map(|name| name.to_string_lossy().into_owned()))
         .collect();
+    log::debug!("drew {}", names.join(", "));
     Ok(Figures { files: names })
 }
