@@ -34,32 +34,51 @@ pub fn norm2<T: Scalar>(values: impl Iterator<Item = T> + Clone) -> T {
     max_abs * scaled_sum.sqrt()
 }
 
-/// Returns the sum of `f(i)²` for `i < len`, accumulated in eight independent
-/// lanes so the compiler can vectorize the loop.
+/// Independent partial sums in the sum-of-squares loops: enough for the
+/// compiler to vectorize them and to hide the latency of the additions.
+const LANES: usize = 16;
+
+/// Returns the sum of the squares of `values`, accumulated in [`LANES`] lanes.
 #[inline(always)]
-fn lane_sum_squares<T: Scalar>(len: usize, f: impl Fn(usize) -> T) -> T {
-    const LANES: usize = 8;
+fn sum_squares<T: Scalar>(values: &[T]) -> T {
     let mut lanes = [T::zero(); LANES];
-    let full = len / LANES * LANES;
-    let mut i = 0;
-    while i < full {
-        for (k, lane) in lanes.iter_mut().enumerate() {
-            let v = f(i + k);
+    let chunks = values.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
             *lane += v * v;
         }
-        i += LANES;
     }
     let mut sum = lanes.iter().fold(T::zero(), |acc, &lane| acc + lane);
-    for j in full..len {
-        let v = f(j);
+    for &v in rest {
         sum += v * v;
+    }
+    sum
+}
+
+/// Returns the sum of the squares of `a − b`, accumulated in [`LANES`] lanes.
+#[inline(always)]
+fn sum_squared_differences<T: Scalar>(a: &[T], b: &[T]) -> T {
+    let mut lanes = [T::zero(); LANES];
+    let chunks_a = a.chunks_exact(LANES);
+    let chunks_b = b.chunks_exact(LANES);
+    let (rest_a, rest_b) = (chunks_a.remainder(), chunks_b.remainder());
+    for (chunk_a, chunk_b) in chunks_a.zip(chunks_b) {
+        for ((lane, &x), &y) in lanes.iter_mut().zip(chunk_a).zip(chunk_b) {
+            let d = x - y;
+            *lane += d * d;
+        }
+    }
+    let mut sum = lanes.iter().fold(T::zero(), |acc, &lane| acc + lane);
+    for (&x, &y) in rest_a.iter().zip(rest_b) {
+        sum += (x - y) * (x - y);
     }
     sum
 }
 
 /// Returns the Euclidean norm of a slice; see [`norm2`].
 pub fn slice_norm2<T: Scalar>(values: &[T]) -> T {
-    let sum = lane_sum_squares(values.len(), |i| values[i]);
+    let sum = sum_squares(values);
     if sum.is_finite() && sum > T::min_positive_value().sqrt() {
         return sum.sqrt();
     }
@@ -69,7 +88,7 @@ pub fn slice_norm2<T: Scalar>(values: &[T]) -> T {
 /// Returns the Euclidean norm of `a − b` for slices of equal length; see [`norm2`].
 pub fn slice_diff_norm2<T: Scalar>(a: &[T], b: &[T]) -> T {
     assert_eq!(a.len(), b.len(), "slice_diff_norm2: lengths differ");
-    let sum = lane_sum_squares(a.len(), |i| a[i] - b[i]);
+    let sum = sum_squared_differences(a, b);
     if sum.is_finite() && sum > T::min_positive_value().sqrt() {
         return sum.sqrt();
     }
