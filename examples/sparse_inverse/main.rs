@@ -7,10 +7,12 @@
 
 mod certify;
 mod cli;
+mod evaluation;
 mod output;
 mod plots;
 mod progress;
 mod report;
+mod training;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -19,42 +21,30 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use clap::{CommandFactory, FromArgMatches};
-use faer::dyn_stack::{MemBuffer, MemStack};
-use faer::{Mat, MatRef, Par};
-use optlayer::problems::MinNormLeastSquares;
+use faer::{Mat, MatRef};
 use optlayer::problems::sparse_inverse::{
     SparseInverseConfig, SparseInverseProblem, build_model, cast, cast_dataset, initial_theta,
 };
 use optlayer::splittings::{LadmmSteps, LinearizedAdmm};
-use optlayer::train::{
-    Adam, Calibration, Checkpoint, Dataset, EpochOutcome, Prediction, Trainer, atomic, npy,
-};
+use optlayer::train::{Calibration, Checkpoint, Dataset, npy};
 use optlayer::{
-    AuditOptions, Error, ForwardOptions, GradientAudit, GradientMode, OptLayer, Parameterized, Scalar,
-    Splitting, find_param, set_param,
+    AuditOptions, Error, GradientAudit, GradientMode, OptLayer, Parameterized, Scalar, find_param, set_param,
 };
 
 use cli::{Args, Precision, SETTINGS_FILE, Settings};
+use evaluation::{convergence_histories, evaluate_depths, evaluate_least_squares, predict};
 use output::Staging;
 use progress::Progress;
-use report::{
-    AuditEntry, DepthStats, EpochEntry, Figures, LeastSquaresResult, ModelResult, Report, Steps, TestReport,
-    TrainingEntry,
-};
+use report::{AuditEntry, EpochEntry, Figures, Report, Steps, TestReport, TrainingEntry};
+use training::{Training, check_unfinished_run, train_model};
 
 /// Exit status of a run stopped by Ctrl-C or SIGTERM after saving its checkpoint.
 const INTERRUPTED: u8 = 130;
-
-/// The file in the checkpoint folder with the epochs trained so far.
-const EPOCHS_FILE: &str = "epochs.json";
 
 /// Figures that a `--load-theta` run does not draw. A run removes those it
 /// did not write, so the figures in the folder are all from one run. Inputs
 /// that a `--data-dir` run does not copy are kept: they may be the data.
 const OUTPUTS: [&str; 2] = ["training_curves.svg", "training_curves.png"];
-
-/// Test samples whose residual histories the convergence figure summarizes.
-const HISTORY_SAMPLES: usize = 50;
 
 /// How a run ended.
 enum Outcome {
@@ -199,24 +189,6 @@ fn read_theta(path: &Path, n: usize) -> Result<Mat<f64>, Error> {
     Ok(theta)
 }
 
-/// Returns `‖A x − d‖ / ‖d‖` per column (`‖A x − d‖` where `d = 0`).
-fn fidelities<T: Scalar>(a: MatRef<'_, T>, x: MatRef<'_, T>, d: MatRef<'_, T>) -> Vec<f64> {
-    let residual = a * x - d;
-    (0..d.ncols())
-        .map(|j| {
-            let r = residual.col(j).norm_l2().to_f64_lossless();
-            let scale = d.col(j).norm_l2().to_f64_lossless();
-            if scale > 0.0 { r / scale } else { r }
-        })
-        .collect()
-}
-
-/// Returns the mean over columns of `‖A x − d‖ / ‖d‖`.
-fn mean_fidelity<T: Scalar>(a: MatRef<'_, T>, x: MatRef<'_, T>, d: MatRef<'_, T>) -> f64 {
-    let values = fidelities(a, x, d);
-    values.iter().sum::<f64>() / values.len().max(1) as f64
-}
-
 /// Returns `Err` when Ctrl-C was pressed, so that a run stops between phases.
 fn check_interrupt(interrupted: &AtomicBool) -> Result<(), Outcome> {
     if interrupted.load(Ordering::SeqCst) {
@@ -224,12 +196,6 @@ fn check_interrupt(interrupted: &AtomicBool) -> Result<(), Outcome> {
     } else {
         Ok(())
     }
-}
-
-/// Everything about training that the report needs.
-struct Training {
-    epochs: Vec<EpochEntry>,
-    resumed_at: Option<usize>,
 }
 
 fn run<T: Scalar>(
@@ -266,21 +232,7 @@ fn run<T: Scalar>(
         Some(path) => Some(read_theta(path, n)?),
         None => None,
     };
-    // A Θ from --load-theta comes with its thresholds when a calibration file
-    // lies beside it, as this example writes one beside theta_trained.npy.
-    let saved_calibration = match &settings.load_theta {
-        Some(path) => {
-            let calibration_path = path.with_file_name(certify::CALIBRATION_FILE);
-            if calibration_path.exists() {
-                let calibration = Calibration::load(&calibration_path)?;
-                certify::check_calibration(&calibration, settings, &calibration_path)?;
-                Some((calibration_path, calibration))
-            } else {
-                None
-            }
-        }
-        None => None,
-    };
+    let saved_calibration = read_saved_calibration(settings)?;
 
     let a_norm = problem
         .a
@@ -300,7 +252,6 @@ fn run<T: Scalar>(
     let a = cast::<T>(&problem.a);
 
     let train_forward = settings.train_forward();
-    let test_forward = settings.test_forward();
     let model: LinearizedAdmm<T> = build_model(&problem.theta0, &problem.a, steps)?;
     let mut layer = OptLayer::new(model, train_forward.clone())?;
     let theta_index = find_param(&layer, "theta")?;
@@ -368,49 +319,17 @@ fn run<T: Scalar>(
         to_f64(theta.as_ref()).as_ref(),
     )?;
 
-    let mut certificate = certify::certificate(theta.as_ref(), a.as_ref(), settings)?;
-    let calibration_len = match &saved_calibration {
-        Some((path, calibration)) => {
-            log::info!("reading the certificate thresholds from {}", path.display());
-            certificate.apply_calibration(calibration)?;
-            calibration.entries.iter().map(|e| e.samples).max().unwrap_or(0)
-        }
-        None => {
-            log::info!("calibrating the certificate on training inferences");
-            let calibration_len = settings.calibration_samples.min(train.len());
-            if calibration_len < settings.calibration_samples {
-                log::warn!(
-                    "--calibration-samples {} is more than the {} training samples; calibrating on all of them",
-                    settings.calibration_samples,
-                    train.len()
-                );
-            }
-            let calibration_data = train.data().subcols(0, calibration_len);
-            let calibration = predict(
-                &layer,
-                calibration_data,
-                settings,
-                &test_forward,
-                &progress,
-                "calibration",
-            )?;
-            certificate.calibrate(
-                calibration.x.as_ref(),
-                calibration_data,
-                Some(&calibration.samples),
-            )?;
-            for name in certificate.names() {
-                if let Some(t) = certificate.thresholds(name) {
-                    log::debug!(
-                        "certificate thresholds of {name}: pass ≤ {:e}, warning ≤ {:e}",
-                        t.pass,
-                        t.warn
-                    );
-                }
-            }
-            calibration_len
-        }
-    };
+    let (certificate, calibration_len) = calibrate_certificate(
+        &layer,
+        theta.as_ref(),
+        a.as_ref(),
+        &train,
+        saved_calibration
+            .as_ref()
+            .map(|(path, calibration)| (path.as_path(), calibration)),
+        settings,
+        &progress,
+    )?;
     certificate
         .calibration()?
         .save(&staging.path(certify::CALIBRATION_FILE))?;
@@ -432,21 +351,16 @@ fn run<T: Scalar>(
     if renderer.font.is_none() {
         log::warn!("no sans-serif font found; the PNG figures have no text (the SVG figures do)");
     }
-    let theta_untrained = cast::<T>(&theta_init);
-    let histories = [
-        ("untrained Θ", theta_untrained.as_ref()),
-        ("trained Θ", theta.as_ref()),
-    ]
-    .into_iter()
-    .map(|(label, theta)| {
-        let model: LinearizedAdmm<T> = build_model(&to_f64(theta), &problem.a, steps)?;
-        let samples = HISTORY_SAMPLES.min(test.len());
-        Ok(plots::History {
-            label: format!("{label} (median of {samples} test samples)"),
-            values: residual_history(&model, test.data().subcols(0, samples), settings.test_iters),
-        })
-    })
-    .collect::<Result<Vec<_>, Error>>()?;
+    let histories = convergence_histories(
+        [
+            ("untrained Θ", cast::<T>(&theta_init).as_ref()),
+            ("trained Θ", theta.as_ref()),
+        ],
+        &problem.a,
+        steps,
+        &test,
+        settings,
+    )?;
     let figures = draw_figures(
         &renderer,
         &staging,
@@ -494,204 +408,80 @@ fn run<T: Scalar>(
     Ok(Outcome::Finished)
 }
 
-/// Trains Θ with a checkpoint after every epoch, or continues the run saved
-/// in `resume`. Returns `None` when Ctrl-C stopped training, after saving.
-#[allow(clippy::too_many_arguments)]
-fn train_model<T: Scalar>(
-    layer: &mut OptLayer<LinearizedAdmm<T>>,
+/// Reads the calibration file beside the Θ of `--load-theta`, if there is one,
+/// and checks that it was written with this run's certificate flags.
+fn read_saved_calibration(settings: &Settings) -> Result<Option<(PathBuf, Calibration)>, Error> {
+    // A Θ from --load-theta comes with its thresholds when a calibration file
+    // lies beside it, as this example writes one beside theta_trained.npy.
+    let Some(path) = &settings.load_theta else {
+        return Ok(None);
+    };
+    let calibration_path = path.with_file_name(certify::CALIBRATION_FILE);
+    if !calibration_path.exists() {
+        return Ok(None);
+    }
+    let calibration = Calibration::load(&calibration_path)?;
+    certify::check_calibration(&calibration, settings, &calibration_path)?;
+    Ok(Some((calibration_path, calibration)))
+}
+
+/// Builds the certificate and sets its thresholds: from the saved calibration
+/// when there is one, otherwise from the model's inferences on the first
+/// `--calibration-samples` training samples. Returns it with the number of
+/// samples the thresholds come from.
+fn calibrate_certificate<T: Scalar>(
+    layer: &OptLayer<LinearizedAdmm<T>>,
+    theta: MatRef<'_, T>,
+    a: MatRef<'_, T>,
     train: &Dataset<T>,
-    test: &Dataset<T>,
+    saved_calibration: Option<(&Path, &Calibration)>,
     settings: &Settings,
-    resume: Option<&Path>,
-    checkpoint_dir: &Path,
     progress: &Progress,
-    interrupted: &AtomicBool,
-) -> Result<Option<Training>, Error> {
-    let config = settings.train_config();
-    let (mut trainer, mut epochs, resumed_at) = match resume {
-        Some(dir) => {
-            let checkpoint = Checkpoint::<T>::load(dir)?;
-            let done = checkpoint.epoch();
-            let position = match checkpoint.in_progress() {
-                Some((epoch, batches)) => format!(", in epoch {epoch} after {batches} batches"),
-                None => String::new(),
-            };
-            let epochs_path = dir.join(EPOCHS_FILE);
-            let mut epochs = read_epochs(&epochs_path, done)?;
-            if epochs.len() < done {
-                return Err(Error::InvalidFile {
-                    path: epochs_path,
-                    reason: format!(
-                        "lists {} epochs, but the checkpoint has {done}; the folder mixes two runs",
-                        epochs.len()
-                    ),
-                });
-            }
-            epochs.truncate(done);
-            let trainer = Trainer::resume(checkpoint, config, layer, train.len())?;
-            log::info!(
-                "resuming the run in {} after epoch {done}{position}",
-                dir.display()
-            );
-            (trainer, epochs, Some(done))
+) -> Result<(optlayer::train::Certificate<T>, usize), Error> {
+    let mut certificate = certify::certificate(theta, a, settings)?;
+    let calibration_len = match saved_calibration {
+        Some((path, calibration)) => {
+            log::info!("reading the certificate thresholds from {}", path.display());
+            certificate.apply_calibration(calibration)?;
+            calibration.entries.iter().map(|e| e.samples).max().unwrap_or(0)
         }
         None => {
-            prepare_checkpoint_dir(checkpoint_dir, settings)?;
-            let optimizer = Adam::new(settings.adam_config(), &*layer)?;
-            (Trainer::new(config, optimizer)?, Vec::new(), None)
-        }
-    };
-    let batches = train.len().div_ceil(settings.batch_size.min(train.len()));
-    let done = trainer.in_progress().map_or(0, |(_, batches)| batches);
-    let total = settings.epochs.saturating_sub(trainer.epoch()) * batches;
-    let bar = progress.bar(total.saturating_sub(done) as u64, "training");
-    while trainer.epoch() < settings.epochs {
-        let outcome = trainer.run_epoch_with(layer, train, Some(test), |p| {
-            bar.set_message(format!(
-                "epoch {}/{} batch {}/{} loss {:.3e}",
-                p.epoch, settings.epochs, p.batch, p.batches, p.mean_loss
-            ));
-            bar.inc(1);
-            if interrupted.load(Ordering::SeqCst) {
-                std::ops::ControlFlow::Break(())
-            } else {
-                std::ops::ControlFlow::Continue(())
-            }
-        })?;
-        match outcome {
-            EpochOutcome::Completed(report) => {
-                // The epoch list is written first: a kill between the two writes
-                // leaves one epoch more in the list than in the checkpoint, which
-                // a resumed run drops.
-                epochs.push(EpochEntry::from(&report));
-                write_epochs(&checkpoint_dir.join(EPOCHS_FILE), &epochs)?;
-                trainer.checkpoint(layer).save(checkpoint_dir)?;
-                log::debug!(
-                    "saved the checkpoint of epoch {} in {}",
-                    trainer.epoch(),
-                    checkpoint_dir.display()
+            log::info!("calibrating the certificate on training inferences");
+            let calibration_len = settings.calibration_samples.min(train.len());
+            if calibration_len < settings.calibration_samples {
+                log::warn!(
+                    "--calibration-samples {} is more than the {} training samples; calibrating on all of them",
+                    settings.calibration_samples,
+                    train.len()
                 );
-                let contraction = match report.contraction_max {
-                    Some(max) => format!(
-                        "  spectral radius ≈ {max:.3} (largest estimate; {} fallbacks, {} failed)",
-                        report.fallbacks, report.fallback_failures
-                    ),
-                    None => String::new(),
-                };
-                bar.suspend(|| {
-                    log::info!(
-                        "epoch {:>3}  train MSE {:.4e}  test MSE {:.4e}  iterations {:>6.1}  {:.1} s{contraction}",
-                        report.epoch,
-                        report.train_mse,
-                        report.test_mse.unwrap_or(f64::NAN),
-                        report.mean_iterations,
-                        report.seconds
-                    )
-                });
-                if interrupted.load(Ordering::SeqCst) && trainer.epoch() < settings.epochs {
-                    bar.abandon();
-                    log::warn!(
-                        "interrupted after epoch {}; the checkpoint is saved: continue with --resume {}",
-                        report.epoch,
-                        checkpoint_dir.display()
+            }
+            let calibration_data = train.data().subcols(0, calibration_len);
+            let calibration = predict(
+                layer,
+                calibration_data,
+                settings,
+                &settings.test_forward(),
+                progress,
+                "calibration",
+            )?;
+            certificate.calibrate(
+                calibration.x.as_ref(),
+                calibration_data,
+                Some(&calibration.samples),
+            )?;
+            for name in certificate.names() {
+                if let Some(t) = certificate.thresholds(name) {
+                    log::debug!(
+                        "certificate thresholds of {name}: pass ≤ {:e}, warning ≤ {:e}",
+                        t.pass,
+                        t.warn
                     );
-                    return Ok(None);
                 }
             }
-            EpochOutcome::Interrupted { epoch, batches_done } => {
-                trainer.checkpoint(layer).save(checkpoint_dir)?;
-                bar.abandon();
-                log::warn!(
-                    "interrupted in epoch {epoch} after {batches_done} batches; the checkpoint is saved: \
-                     continue with --resume {}",
-                    checkpoint_dir.display()
-                );
-                return Ok(None);
-            }
+            calibration_len
         }
-    }
-    bar.finish_and_clear();
-    Ok(Some(Training { epochs, resumed_at }))
-}
-
-/// Rejects a new training run into a folder whose checkpoint belongs to a
-/// run that has not finished, so that starting over never deletes it.
-fn check_unfinished_run(dir: &Path) -> Result<(), Error> {
-    let saved: Option<Settings> = std::fs::read_to_string(dir.join(SETTINGS_FILE))
-        .ok()
-        .and_then(|text| serde_json::from_str(&text).ok());
-    let Some(saved) = saved else {
-        // Without readable settings the checkpoint cannot be resumed.
-        return Ok(());
     };
-    if !Checkpoint::<f64>::exists(dir) {
-        return Ok(());
-    }
-    let done = read_epochs(&dir.join(EPOCHS_FILE), 0).map_or(0, |epochs| epochs.len());
-    if done < saved.epochs {
-        return Err(Error::InvalidValue {
-            name: "output folder".into(),
-            value: dir.display().to_string(),
-            requirement: format!(
-                "holds the checkpoint of an unfinished run ({done} of {} epochs); continue it with \
-                 --resume {}, or choose another --out, or delete the checkpoint folder to start over",
-                saved.epochs,
-                dir.display()
-            ),
-        });
-    }
-    Ok(())
-}
-
-/// Empties the checkpoint folder of a new run and writes its settings.
-fn prepare_checkpoint_dir(dir: &Path, settings: &Settings) -> Result<(), Error> {
-    if dir.join(SETTINGS_FILE).exists() || Checkpoint::<f64>::exists(dir) {
-        log::warn!("replacing the checkpoint of an earlier run in {}", dir.display());
-        std::fs::remove_dir_all(dir).map_err(|source| Error::Io {
-            action: "failed to remove the earlier checkpoint folder".into(),
-            path: dir.to_path_buf(),
-            source,
-        })?;
-    }
-    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-        action: "failed to create the checkpoint folder".into(),
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    write_json(&dir.join(SETTINGS_FILE), settings)?;
-    // A run stopped in its first epoch has a checkpoint but no completed epoch,
-    // and its resume reads this empty list.
-    write_epochs(&dir.join(EPOCHS_FILE), &[])
-}
-
-fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), Error> {
-    let json = serde_json::to_string_pretty(value).map_err(|e| Error::Io {
-        action: "failed to serialize".into(),
-        path: path.to_path_buf(),
-        source: std::io::Error::other(e),
-    })?;
-    atomic::write_atomic(path, json.as_bytes())
-}
-
-fn write_epochs(path: &Path, epochs: &[EpochEntry]) -> Result<(), Error> {
-    write_json(path, &epochs)
-}
-
-/// Reads the epochs completed so far. A missing file is an empty list when the
-/// checkpoint has no completed epoch.
-fn read_epochs(path: &Path, done: usize) -> Result<Vec<EpochEntry>, Error> {
-    if done == 0 && !path.exists() {
-        return Ok(Vec::new());
-    }
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        action: "failed to read the epochs of the run to resume".into(),
-        path: path.to_path_buf(),
-        source,
-    })?;
-    serde_json::from_str(&text).map_err(|e| Error::InvalidFile {
-        path: path.to_path_buf(),
-        reason: format!("{e}; expected the list of epochs that a run writes beside its checkpoint"),
-    })
+    Ok((certificate, calibration_len))
 }
 
 /// Compares every gradient mode with finite differences on the first
@@ -745,113 +535,6 @@ fn save_inputs(staging: &Staging, problem: &Problem) -> Result<(), Error> {
 /// Converts a matrix to `f64`, so every file the example writes has one dtype.
 fn to_f64<T: Scalar>(m: MatRef<'_, T>) -> Mat<f64> {
     Mat::from_fn(m.nrows(), m.ncols(), |i, j| m[(i, j)].to_f64_lossless())
-}
-
-fn evaluate_least_squares<T: Scalar>(
-    a: &Mat<T>,
-    test: &Dataset<T>,
-) -> Result<(LeastSquaresResult, Mat<T>), Error> {
-    let solver = MinNormLeastSquares::new(a.as_ref())?;
-    let x = solver.solve(test.data())?;
-    let result = LeastSquaresResult {
-        mse: optlayer::mse(x.as_ref(), test.targets()).to_f64_lossless(),
-        fidelity: mean_fidelity(a.as_ref(), x.as_ref(), test.data()),
-    };
-    Ok((result, x))
-}
-
-/// Runs the forward pass on all columns of `data`, a batch at a time, with a
-/// progress bar over the samples.
-fn predict<T: Scalar>(
-    layer: &OptLayer<LinearizedAdmm<T>>,
-    data: MatRef<'_, T>,
-    settings: &Settings,
-    options: &ForwardOptions,
-    progress: &Progress,
-    what: &str,
-) -> Result<Prediction<T>, Error> {
-    let total = data.ncols();
-    let bar = progress.bar(total as u64, &format!("{what} @ {} it", options.max_iters));
-    let mut x = Mat::zeros(layer.splitting().primal_dim(), total);
-    let mut samples = Vec::with_capacity(total);
-    let mut start = 0;
-    while start < total {
-        let len = settings.batch_size.min(total - start);
-        let result = layer.forward_with(data.subcols(start, len), options)?;
-        x.as_mut().subcols_mut(start, len).copy_from(&result.x);
-        samples.extend(result.samples);
-        start += len;
-        bar.inc(len as u64);
-    }
-    bar.finish_and_clear();
-    Ok(Prediction { x, samples })
-}
-
-/// Evaluates a model on the test set at the training and the test iteration
-/// counts; returns the results and the prediction at the test count.
-fn evaluate_depths<T: Scalar>(
-    layer: &OptLayer<LinearizedAdmm<T>>,
-    a: &Mat<T>,
-    test: &Dataset<T>,
-    settings: &Settings,
-    progress: &Progress,
-    what: &str,
-) -> Result<(ModelResult, Prediction<T>), Error> {
-    let at_train_depth = predict(
-        layer,
-        test.data(),
-        settings,
-        &settings.train_forward(),
-        progress,
-        what,
-    )?;
-    let at_test_depth = predict(
-        layer,
-        test.data(),
-        settings,
-        &settings.test_forward(),
-        progress,
-        what,
-    )?;
-    let result = ModelResult {
-        mse_train_depth: optlayer::mse(at_train_depth.x.as_ref(), test.targets()).to_f64_lossless(),
-        mse_test_depth: optlayer::mse(at_test_depth.x.as_ref(), test.targets()).to_f64_lossless(),
-        fidelity: mean_fidelity(a.as_ref(), at_test_depth.x.as_ref(), test.data()),
-        train_depth: DepthStats::new(settings.train_iters, &at_train_depth),
-        test_depth: DepthStats::new(settings.test_iters, &at_test_depth),
-    };
-    Ok((result, at_test_depth))
-}
-
-/// Returns, for each of `iters` steps from the initial state, the median over
-/// the columns of `data` of the relative fixed-point residual `‖z⁺ − z‖/‖z⁺‖`
-/// that the layer's stopping test uses.
-fn residual_history<T: Scalar>(splitting: &LinearizedAdmm<T>, data: MatRef<'_, T>, iters: usize) -> Vec<f64> {
-    let (dim, batch) = (splitting.state_dim(), data.ncols());
-    let par = Par::Seq;
-    let mut z = Mat::<T>::zeros(dim, batch);
-    splitting.init(z.as_mut(), data);
-    let mut next = Mat::<T>::zeros(dim, batch);
-    let mut buffer = MemBuffer::new(splitting.step_scratch(batch, par));
-    let mut ratios = vec![0.0; batch];
-    let mut history = Vec::with_capacity(iters);
-    for _ in 0..iters {
-        splitting.step(next.as_mut(), z.as_ref(), data, par, MemStack::new(&mut buffer));
-        for (col, ratio) in ratios.iter_mut().enumerate() {
-            let (residual, scale) = splitting.fixed_point_residual(next.as_ref(), z.as_ref(), col);
-            let (residual, scale) = (residual.to_f64_lossless(), scale.to_f64_lossless());
-            *ratio = if scale > 0.0 { residual / scale } else { residual };
-        }
-        ratios.sort_by(f64::total_cmp);
-        let mid = batch / 2;
-        history.push(if batch % 2 == 1 {
-            ratios[mid]
-        } else {
-            0.5 * (ratios[mid - 1] + ratios[mid])
-        });
-        std::mem::swap(&mut z, &mut next);
-    }
-    history
 }
 
 /// Draws the four figures into the staging folder and returns their file names.
