@@ -552,18 +552,13 @@ pub(crate) fn iterate_block<T: Scalar, Alg: Splitting<Real = T>>(
         if active == 0 {
             break;
         }
-        let step_columns = active.max(MIN_STEP_COLUMNS);
-        for copy in active..step_columns {
-            let (source, mut target) = z.two_cols_mut(0, copy);
-            target.copy_from(source);
-            let (source, mut target) = data_work.two_cols_mut(0, copy);
-            target.copy_from(source);
-        }
-        splitting.step(
-            z_next.as_mut().subcols_mut(0, step_columns),
-            z.as_ref().subcols(0, step_columns),
-            data_work.as_ref().subcols(0, step_columns),
-            par,
+        crate::layer::step_padded(
+            splitting,
+            &mut z_next,
+            &mut z,
+            &mut data_work,
+            active,
+            MIN_STEP_COLUMNS,
             stack,
         );
 

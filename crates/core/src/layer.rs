@@ -521,18 +521,13 @@ fn iterate_block<T: Scalar, Alg: Splitting<Real = T>>(
         if active == 0 {
             break;
         }
-        let step_columns = active.max(min_columns);
-        for copy in active..step_columns {
-            let (source, mut target) = z.two_cols_mut(0, copy);
-            target.copy_from(source);
-            let (source, mut target) = data_work.two_cols_mut(0, copy);
-            target.copy_from(source);
-        }
-        splitting.step(
-            z_next.as_mut().subcols_mut(0, step_columns),
-            z.as_ref().subcols(0, step_columns),
-            data_work.as_ref().subcols(0, step_columns),
-            par,
+        step_padded(
+            splitting,
+            &mut z_next,
+            &mut z,
+            &mut data_work,
+            active,
+            min_columns,
             stack,
         );
         core::mem::swap(&mut z, &mut z_next);
@@ -574,6 +569,36 @@ fn iterate_block<T: Scalar, Alg: Splitting<Real = T>>(
         out.rb_mut().col_mut(original).copy_from(z.col(j));
     }
     reports
+}
+
+/// Steps the first `max(active, min_columns)` columns of `z` into `z_next`.
+/// Columns `active..` of `z` and `data` first receive copies of column 0, so
+/// that a lone active sample is stepped on the same kernels as in a larger
+/// block (see [`iterate_block`]). The step runs with `Par::Seq`, because each
+/// block of the batch has a thread of its own.
+pub(crate) fn step_padded<T: Scalar, Alg: Splitting<Real = T>>(
+    splitting: &Alg,
+    z_next: &mut Mat<T>,
+    z: &mut Mat<T>,
+    data: &mut Mat<T>,
+    active: usize,
+    min_columns: usize,
+    stack: &mut MemStack,
+) {
+    let step_columns = active.max(min_columns);
+    for copy in active..step_columns {
+        let (source, mut target) = z.two_cols_mut(0, copy);
+        target.copy_from(source);
+        let (source, mut target) = data.two_cols_mut(0, copy);
+        target.copy_from(source);
+    }
+    splitting.step(
+        z_next.as_mut().subcols_mut(0, step_columns),
+        z.as_ref().subcols(0, step_columns),
+        data.as_ref().subcols(0, step_columns),
+        Par::Seq,
+        stack,
+    );
 }
 
 pub(crate) fn relative<T: Scalar>(residual: T, scale: T) -> T {
