@@ -26,7 +26,7 @@
 
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::prelude::ReborrowMut;
-use faer::{Mat, MatMut, MatRef, Par};
+use faer::{MatMut, MatRef, Par};
 
 use crate::columns::{slice_norm2, swap_cols};
 use crate::layer::{ForwardOptions, SampleReport, Status, relative};
@@ -521,12 +521,9 @@ pub(crate) fn iterate_block<T: Scalar, Alg: Splitting<Real = T>>(
 ) -> Vec<SampleReport<T>> {
     let (dim, batch) = (initial_state.nrows(), initial_state.ncols());
     let par = Par::Seq;
-    let width = batch.max(MIN_STEP_COLUMNS);
-    let mut z = Mat::<T>::zeros(dim, width);
-    z.as_mut().subcols_mut(0, batch).copy_from(initial_state);
-    let mut z_next = Mat::<T>::zeros(dim, width);
-    let mut data_work = Mat::<T>::zeros(data.nrows(), width);
-    data_work.as_mut().subcols_mut(0, batch).copy_from(data);
+    let (mut z, mut z_next, mut data_work) =
+        crate::layer::padded_buffers(initial_state, data, MIN_STEP_COLUMNS);
+    let width = z.ncols();
     let mut order: Vec<usize> = (0..batch).collect();
     let mut reports = vec![
         SampleReport {
@@ -632,6 +629,7 @@ pub(crate) fn iterate_block<T: Scalar, Alg: Splitting<Real = T>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use faer::Mat;
     use faer::linalg::solvers::Solve;
 
     /// Returns a deterministic `rows x cols` matrix with entries in [-1, 1].

@@ -491,14 +491,10 @@ fn iterate_block<T: Scalar, Alg: Splitting<Real = T>>(
     min_columns: usize,
     mut out: MatMut<'_, T>,
 ) -> Vec<SampleReport<T>> {
-    let (dim, batch) = (initial_state.nrows(), initial_state.ncols());
+    let batch = initial_state.ncols();
     let par = Par::Seq;
-    let width = batch.max(min_columns);
-    let mut z = Mat::<T>::zeros(dim, width);
-    z.as_mut().subcols_mut(0, batch).copy_from(initial_state);
-    let mut z_next = Mat::<T>::zeros(dim, width);
-    let mut data_work = Mat::<T>::zeros(data.nrows(), width);
-    data_work.as_mut().subcols_mut(0, batch).copy_from(data);
+    let (mut z, mut z_next, mut data_work) = padded_buffers(initial_state, data, min_columns);
+    let width = z.ncols();
     let mut order: Vec<usize> = (0..batch).collect();
     let mut reports = vec![
         SampleReport {
@@ -569,6 +565,25 @@ fn iterate_block<T: Scalar, Alg: Splitting<Real = T>>(
         out.rb_mut().col_mut(original).copy_from(z.col(j));
     }
     reports
+}
+
+/// Returns the working buffers of a block, `z`, `z_next` and the data, with
+/// at least `min_columns` columns: the leading columns of `z` and the data
+/// are copies of `initial_state` and `data`, and the rest are zero until
+/// [`step_padded`] fills them.
+pub(crate) fn padded_buffers<T: Scalar>(
+    initial_state: MatRef<'_, T>,
+    data: MatRef<'_, T>,
+    min_columns: usize,
+) -> (Mat<T>, Mat<T>, Mat<T>) {
+    let (dim, batch) = (initial_state.nrows(), initial_state.ncols());
+    let width = batch.max(min_columns);
+    let mut z = Mat::<T>::zeros(dim, width);
+    z.as_mut().subcols_mut(0, batch).copy_from(initial_state);
+    let z_next = Mat::<T>::zeros(dim, width);
+    let mut data_work = Mat::<T>::zeros(data.nrows(), width);
+    data_work.as_mut().subcols_mut(0, batch).copy_from(data);
+    (z, z_next, data_work)
 }
 
 /// Steps the first `max(active, min_columns)` columns of `z` into `z_next`.
