@@ -16,7 +16,7 @@
 //! Run with `cargo bench --bench peer`. The Python interpreter is `python3`,
 //! or the one named by the environment variable PEER_PYTHON; it needs torch
 //! and numpy (`pip install torch numpy`). Without them the bench prints the
-//! optlayer figures alone and says why.
+//! optlayer figures alone and prints the reason.
 
 use std::hint::black_box;
 use std::path::Path;

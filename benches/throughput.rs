@@ -6,7 +6,7 @@
 //! contains, called directly through `faer::linalg::matmul::matmul` on the
 //! same shapes: Θ·X and A·X (overwriting) and Θᵀ·V and Aᵀ·W (accumulating).
 //! Both rates count `2 (2n² + 2mn)` flops per sample, so their ratio is the
-//! share of the bare product rate that the whole step reaches; the rest of the
+//! share of the bare product rate that the whole step reaches. The rest of the
 //! step is the element-wise prox and update work.
 //!
 //! Each figure is the median of 15 rounds; a round repeats the call until

@@ -254,7 +254,7 @@ fn write_npy(
 }
 
 #[test]
-fn load_theta_evaluates_a_given_theta_and_checks_its_shape() {
+fn load_theta_checks_shape_and_dtype() {
     let dir = TempDir::new("workflow-load-theta");
     let wrong = dir.path().join("wrong.npy");
     write_npy(&wrong, "<f8", 30, 29, 8, |i, j| if i == j { 1.0 } else { 0.0 });
@@ -367,7 +367,8 @@ fn certificate_and_figures_are_written() {
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{name}.png");
         let width = u32::from_be_bytes(png[16..20].try_into().unwrap());
         let height = u32::from_be_bytes(png[20..24].try_into().unwrap());
-        assert!(width >= 600 && height >= 300, "{name}.png is {width} x {height}");
+        assert!(width >= 600, "{name}.png is {width} pixels wide");
+        assert!(height >= 300, "{name}.png is {height} pixels high");
     }
     let files = report["figures"]["files"].as_array().unwrap();
     assert_eq!(files.len(), 8);

@@ -46,7 +46,7 @@ const INTERRUPTED: u8 = 130;
 /// that a `--data-dir` run does not copy are kept: they may be the data.
 const OUTPUTS: [&str; 2] = ["training_curves.svg", "training_curves.png"];
 
-/// How a run ended.
+/// The outcome of a run.
 enum Outcome {
     Finished,
     Interrupted,

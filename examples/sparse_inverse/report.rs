@@ -67,7 +67,7 @@ pub struct Steps {
     pub a_norm: f64,
 }
 
-/// Where Θ came from.
+/// The source of Θ.
 #[derive(Serialize)]
 pub struct TrainingEntry {
     /// "trained", or the file of --load-theta.

@@ -71,9 +71,9 @@ pub trait Parameterized<T: Scalar> {
     }
 
     /// Returns the warm-start state: values that depend on the history of
-    /// the parameters but are not parameters, such as the vector that
-    /// warm-starts a power-iteration norm estimate after each update, and
-    /// the estimate itself with the step sizes derived from it.
+    /// the parameters but are not parameters. An example is the vector that
+    /// warm-starts a power-iteration norm estimate after each update, with
+    /// the estimate itself, from which the step sizes derive.
     ///
     /// A composite type returns its parts' states one part after another,
     /// in parameter order, followed by its own. The count depends only on

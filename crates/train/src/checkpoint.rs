@@ -7,9 +7,10 @@
 //! - `state.txt`: the scalar state as `key value` lines in a fixed order,
 //!   ending in `end`. The line `splitting <name>` after the dtype is absent
 //!   in files written before the name was stored. The lines contain the
-//!   format version, the dtype, the splitting's name, the epochs completed, the seed, the batch size, the training set length, the
-//!   ChaCha8 generator's seed, stream and word position, the Adam settings and
-//!   step count, and the parameter names and shapes. The shapes of the
+//!   format version, the dtype, the splitting's name and the epochs
+//!   completed. Then come the seed, the batch size and the training set
+//!   length, the ChaCha8 generator's seed, stream and word position, the Adam
+//!   settings and step count, and the parameter names and shapes. The shapes of the
 //!   warm-start state and the epoch in progress, with its sample order and
 //!   accumulators, follow.
 //! - `param-<i>.npy`, `adam-m-<i>.npy` and `adam-v-<i>.npy`: parameter `i`

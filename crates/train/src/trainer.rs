@@ -399,9 +399,9 @@ impl<T: Scalar> Trainer<T> {
     /// after every batch.
     ///
     /// When `on_batch` returns `ControlFlow::Break` and batches remain, the
-    /// trainer stops there and keeps the partial epoch (the shuffled order,
-    /// the batches done and the report's accumulators), so that
-    /// [`checkpoint`](Self::checkpoint) captures it and the next
+    /// trainer stops there and keeps the partial epoch: the shuffled order,
+    /// the batches done and the report's accumulators.
+    /// [`checkpoint`](Self::checkpoint) then captures it, and the next
     /// `run_epoch` or `run_epoch_with` call continues the epoch from the next
     /// batch. A `Break` after the last batch does not interrupt: the epoch
     /// completes, test evaluation included.
@@ -441,10 +441,10 @@ impl<T: Scalar> Trainer<T> {
     /// Runs the remaining epochs of the configured count, calling `on_batch`
     /// after every batch and `on_epoch` after every epoch.
     ///
-    /// A `Break` from either callback stops training: from `on_batch` before
-    /// the epoch's last batch, the partial epoch stays in the trainer (see
-    /// [`run_epoch_with`](Self::run_epoch_with)); from `on_batch` after the
-    /// last batch, or from `on_epoch`, training stops once the epoch is
+    /// A `Break` from either callback stops training. From `on_batch` before
+    /// the epoch's last batch, it leaves the partial epoch in the trainer (see
+    /// [`run_epoch_with`](Self::run_epoch_with)). From `on_batch` after the
+    /// last batch, or from `on_epoch`, it stops training once the epoch is
     /// complete and `on_epoch` has seen its report.
     ///
     /// # Errors
