@@ -3,6 +3,7 @@
 //! Norms are computed with scaling, so entries near the overflow threshold
 //! (1e200 in `f64`) give finite results instead of infinity.
 
+use faer::prelude::{Reborrow, ReborrowMut};
 use faer::{MatMut, MatRef};
 
 use crate::Scalar;
@@ -45,8 +46,9 @@ fn sum_squares<T: Scalar>(values: &[T]) -> T {
     let chunks = values.chunks_exact(LANES);
     let rest = chunks.remainder();
     for chunk in chunks {
-        for (lane, &v) in lanes.iter_mut().zip(chunk) {
-            *lane += v * v;
+        let chunk = lanes_of(chunk);
+        for k in 0..LANES {
+            lanes[k] += chunk[k] * chunk[k];
         }
     }
     let mut sum = lanes.iter().fold(T::zero(), |acc, &lane| acc + lane);
@@ -64,9 +66,10 @@ fn sum_squared_differences<T: Scalar>(a: &[T], b: &[T]) -> T {
     let chunks_b = b.chunks_exact(LANES);
     let (rest_a, rest_b) = (chunks_a.remainder(), chunks_b.remainder());
     for (chunk_a, chunk_b) in chunks_a.zip(chunks_b) {
-        for ((lane, &x), &y) in lanes.iter_mut().zip(chunk_a).zip(chunk_b) {
-            let d = x - y;
-            *lane += d * d;
+        let (chunk_a, chunk_b) = (lanes_of(chunk_a), lanes_of(chunk_b));
+        for k in 0..LANES {
+            let d = chunk_a[k] - chunk_b[k];
+            lanes[k] += d * d;
         }
     }
     let mut sum = lanes.iter().fold(T::zero(), |acc, &lane| acc + lane);
@@ -76,9 +79,18 @@ fn sum_squared_differences<T: Scalar>(a: &[T], b: &[T]) -> T {
     sum
 }
 
+/// Views a chunk of `chunks_exact(LANES)` as an array, so that the lane
+/// loops have a length known at compile time.
+#[inline(always)]
+fn lanes_of<T>(chunk: &[T]) -> &[T; LANES] {
+    chunk
+        .try_into()
+        .expect("chunks_exact yields chunks of LANES entries")
+}
+
 /// Returns the Euclidean norm of a slice; see [`norm2`].
 pub fn slice_norm2<T: Scalar>(values: &[T]) -> T {
-    let sum = sum_squares(values);
+    let sum = sum_squares_fast(values);
     if sum.is_finite() && sum > T::min_positive_value().sqrt() {
         return sum.sqrt();
     }
@@ -88,7 +100,7 @@ pub fn slice_norm2<T: Scalar>(values: &[T]) -> T {
 /// Returns the Euclidean norm of `a − b` for slices of equal length; see [`norm2`].
 pub fn slice_diff_norm2<T: Scalar>(a: &[T], b: &[T]) -> T {
     assert_eq!(a.len(), b.len(), "slice_diff_norm2: lengths differ");
-    let sum = sum_squared_differences(a, b);
+    let sum = sum_squared_differences_fast(a, b);
     if sum.is_finite() && sum > T::min_positive_value().sqrt() {
         return sum.sqrt();
     }
@@ -123,6 +135,29 @@ pub fn col_diff_norm2<T: Scalar>(a: MatRef<'_, T>, b: MatRef<'_, T>, col: usize)
     }
 }
 
+/// Returns `(‖a − b‖, ‖a‖)` for column `col` of `a` and `b`: the residual
+/// and the scale of the stopping test. The values equal those of
+/// [`col_diff_norm2`] and [`col_norm2`] bit for bit.
+pub fn col_residual_norms<T: Scalar>(a: MatRef<'_, T>, b: MatRef<'_, T>, col: usize) -> (T, T) {
+    let (Some(sa), Some(sb)) = (col_slice(a, col), col_slice(b, col)) else {
+        return (col_diff_norm2(a, b, col), col_norm2(a, col));
+    };
+    assert_eq!(sa.len(), sb.len(), "col_residual_norms: lengths differ");
+    let (diff_sum, sum) = (sum_squared_differences_fast(sa, sb), sum_squares_fast(sa));
+    let tiny = T::min_positive_value().sqrt();
+    let diff = if diff_sum.is_finite() && diff_sum > tiny {
+        diff_sum.sqrt()
+    } else {
+        norm2(sa.iter().zip(sb).map(|(&x, &y)| x - y))
+    };
+    let norm = if sum.is_finite() && sum > tiny {
+        sum.sqrt()
+    } else {
+        norm2(sa.iter().copied())
+    };
+    (diff, norm)
+}
+
 /// Swaps columns `i` and `j` of `m` in place.
 pub fn swap_cols<T: Scalar>(m: MatMut<'_, T>, i: usize, j: usize) {
     if i == j {
@@ -137,6 +172,232 @@ pub fn swap_cols<T: Scalar>(m: MatMut<'_, T>, i: usize, j: usize) {
 /// Writes `out = a * x + b * y` entry by entry; all three must have one shape.
 pub fn axpby<T: Scalar>(out: MatMut<'_, T>, a: T, x: MatRef<'_, T>, b: T, y: MatRef<'_, T>) {
     faer::zip!(out, x, y).for_each(|faer::unzip!(o, x, y)| *o = a * *x + b * *y);
+}
+
+/// Returns whether the processor runs AVX2 and FMA instructions. The standard
+/// library detects the features once and caches them.
+#[inline(always)]
+fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+// The crates are built for the baseline x86-64 instruction set, whose vector
+// registers hold 128 bits. The kernels below are also compiled for AVX2, with
+// 256-bit registers, and the processor's support picks the copy at run time.
+// Results do not depend on the copy: without fast-math flags the compiler
+// neither fuses multiplications with additions nor reorders operations, so
+// every operation rounds as in the baseline build.
+
+/// Defines `$name`, which calls the `#[inline(always)]` kernel `$kernel`
+/// compiled for AVX2 and FMA when the processor has them.
+macro_rules! dispatch {
+    (
+        $(#[$doc:meta])*
+        fn $name:ident<$($generic:ident: $bound:path),*>($($arg:ident: $ty:ty),*) -> $ret:ty = $kernel:ident
+    ) => {
+        $(#[$doc])*
+        #[inline(always)]
+        fn $name<$($generic: $bound),*>($($arg: $ty),*) -> $ret {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                fn with_avx2<$($generic: $bound),*>($($arg: $ty),*) -> $ret {
+                    $kernel($($arg),*)
+                }
+                if has_avx2() {
+                    // SAFETY: the processor supports AVX2 and FMA, checked by `has_avx2`.
+                    return unsafe { with_avx2($($arg),*) };
+                }
+            }
+            $kernel($($arg),*)
+        }
+    };
+}
+
+dispatch! {
+    /// [`sum_squares`], vectorized for the processor.
+    fn sum_squares_fast<T: Scalar>(values: &[T]) -> T = sum_squares
+}
+
+dispatch! {
+    /// [`sum_squared_differences`], vectorized for the processor.
+    fn sum_squared_differences_fast<T: Scalar>(a: &[T], b: &[T]) -> T = sum_squared_differences
+}
+
+/// Returns whether every column of a matrix with this shape and row stride
+/// is contiguous in memory.
+fn columns_contiguous(nrows: usize, row_stride: isize) -> bool {
+    row_stride == 1 || nrows <= 1
+}
+
+/// Returns column `col` of `m` as a mutable slice when its entries are contiguous.
+#[inline(always)]
+fn col_slice_mut<'a, T>(m: MatMut<'a, T>, col: usize) -> Option<&'a mut [T]> {
+    m.col_mut(col).try_as_col_major_mut().map(|c| c.as_slice_mut())
+}
+
+/// Runs the loop of [`map1`] on contiguous columns. Returns `false`, having
+/// written nothing, when a column is not contiguous.
+#[inline(always)]
+fn map1_kernel<T: Scalar, F: Fn(T) -> T>(mut out: MatMut<'_, T>, a: MatRef<'_, T>, f: &F) -> bool {
+    if !columns_contiguous(out.nrows(), out.row_stride()) || !columns_contiguous(a.nrows(), a.row_stride()) {
+        return false;
+    }
+    for col in 0..out.ncols() {
+        let (Some(o), Some(a)) = (col_slice_mut(out.rb_mut(), col), col_slice(a, col)) else {
+            return false;
+        };
+        let a = &a[..o.len()];
+        for i in 0..o.len() {
+            o[i] = f(a[i]);
+        }
+    }
+    true
+}
+
+/// Runs the loop of [`map2`] on contiguous columns; see [`map1_kernel`].
+#[inline(always)]
+fn map2_kernel<T: Scalar, F: Fn(T, T) -> T>(
+    mut out: MatMut<'_, T>,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    f: &F,
+) -> bool {
+    if !columns_contiguous(out.nrows(), out.row_stride())
+        || !columns_contiguous(a.nrows(), a.row_stride())
+        || !columns_contiguous(b.nrows(), b.row_stride())
+    {
+        return false;
+    }
+    for col in 0..out.ncols() {
+        let (Some(o), Some(a), Some(b)) = (
+            col_slice_mut(out.rb_mut(), col),
+            col_slice(a, col),
+            col_slice(b, col),
+        ) else {
+            return false;
+        };
+        let (a, b) = (&a[..o.len()], &b[..o.len()]);
+        for i in 0..o.len() {
+            o[i] = f(a[i], b[i]);
+        }
+    }
+    true
+}
+
+/// Runs the loop of [`map3`] on contiguous columns; see [`map1_kernel`].
+#[inline(always)]
+fn map3_kernel<T: Scalar, F: Fn(T, T, T) -> T>(
+    mut out: MatMut<'_, T>,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    c: MatRef<'_, T>,
+    f: &F,
+) -> bool {
+    if !columns_contiguous(out.nrows(), out.row_stride())
+        || !columns_contiguous(a.nrows(), a.row_stride())
+        || !columns_contiguous(b.nrows(), b.row_stride())
+        || !columns_contiguous(c.nrows(), c.row_stride())
+    {
+        return false;
+    }
+    for col in 0..out.ncols() {
+        let (Some(o), Some(a), Some(b), Some(c)) = (
+            col_slice_mut(out.rb_mut(), col),
+            col_slice(a, col),
+            col_slice(b, col),
+            col_slice(c, col),
+        ) else {
+            return false;
+        };
+        let (a, b, c) = (&a[..o.len()], &b[..o.len()], &c[..o.len()]);
+        for i in 0..o.len() {
+            o[i] = f(a[i], b[i], c[i]);
+        }
+    }
+    true
+}
+
+dispatch! {
+    /// [`map1_kernel`], vectorized for the processor.
+    fn map1_fast<T: Scalar, F: Fn(T) -> T>(out: MatMut<'_, T>, a: MatRef<'_, T>, f: &F) -> bool = map1_kernel
+}
+
+dispatch! {
+    /// [`map2_kernel`], vectorized for the processor.
+    fn map2_fast<T: Scalar, F: Fn(T, T) -> T>(out: MatMut<'_, T>, a: MatRef<'_, T>, b: MatRef<'_, T>, f: &F) -> bool = map2_kernel
+}
+
+dispatch! {
+    /// [`map3_kernel`], vectorized for the processor.
+    fn map3_fast<T: Scalar, F: Fn(T, T, T) -> T>(
+        out: MatMut<'_, T>,
+        a: MatRef<'_, T>,
+        b: MatRef<'_, T>,
+        c: MatRef<'_, T>,
+        f: &F
+    ) -> bool = map3_kernel
+}
+
+/// Writes `out[i, j] = f(a[i, j])`. Contiguous columns run in a loop
+/// vectorized for the processor (AVX2 where available), others entry by
+/// entry, with the same result.
+///
+/// # Panics
+/// When `a` and `out` differ in shape.
+pub fn map1<T: Scalar>(mut out: MatMut<'_, T>, a: MatRef<'_, T>, f: impl Fn(T) -> T) {
+    assert_same_shape(out.rb(), [a]);
+    if !map1_fast(out.rb_mut(), a, &f) {
+        faer::zip!(out, a).for_each(|faer::unzip!(o, a)| *o = f(*a));
+    }
+}
+
+/// Writes `out[i, j] = f(a[i, j], b[i, j])`; see [`map1`].
+///
+/// # Panics
+/// When an input and `out` differ in shape.
+pub fn map2<T: Scalar>(mut out: MatMut<'_, T>, a: MatRef<'_, T>, b: MatRef<'_, T>, f: impl Fn(T, T) -> T) {
+    assert_same_shape(out.rb(), [a, b]);
+    if !map2_fast(out.rb_mut(), a, b, &f) {
+        faer::zip!(out, a, b).for_each(|faer::unzip!(o, a, b)| *o = f(*a, *b));
+    }
+}
+
+/// Writes `out[i, j] = f(a[i, j], b[i, j], c[i, j])`; see [`map1`].
+///
+/// # Panics
+/// When an input and `out` differ in shape.
+pub fn map3<T: Scalar>(
+    mut out: MatMut<'_, T>,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    c: MatRef<'_, T>,
+    f: impl Fn(T, T, T) -> T,
+) {
+    assert_same_shape(out.rb(), [a, b, c]);
+    if !map3_fast(out.rb_mut(), a, b, c, &f) {
+        faer::zip!(out, a, b, c).for_each(|faer::unzip!(o, a, b, c)| *o = f(*a, *b, *c));
+    }
+}
+
+fn assert_same_shape<T, const K: usize>(out: MatRef<'_, T>, inputs: [MatRef<'_, T>; K]) {
+    for input in inputs {
+        assert!(
+            input.nrows() == out.nrows() && input.ncols() == out.ncols(),
+            "element-wise map: an input is {} x {}, the output {} x {}",
+            input.nrows(),
+            input.ncols(),
+            out.nrows(),
+            out.ncols()
+        );
+    }
 }
 
 /// Returns the first non-finite entry of `m` as (row, column, value), if any.
@@ -207,5 +468,173 @@ mod tests {
         assert_eq!(m[(0, 0)], 20.0);
         assert_eq!(m[(1, 2)], 1.0);
         assert_eq!(m[(1, 1)], 11.0);
+    }
+
+    /// Entries with mixed signs and magnitudes, so that a change in the order
+    /// of operations would change the rounding.
+    fn entries<T: Scalar>(nrows: usize, ncols: usize, seed: f64) -> Mat<T> {
+        Mat::from_fn(nrows, ncols, |i, j| {
+            let x = ((i * 31 + j * 17) as f64 * 0.618 + seed).sin();
+            T::lit(x * 10f64.powi(((i + 2 * j) % 7) as i32 - 3))
+        })
+    }
+
+    /// Runs `write` on a zero output of the given shape, contiguous or a
+    /// transposed (strided) view, and returns what it wrote.
+    fn written<T: Scalar>(
+        nrows: usize,
+        ncols: usize,
+        strided: bool,
+        write: impl FnOnce(MatMut<'_, T>),
+    ) -> Mat<T> {
+        if strided {
+            let mut out = Mat::<T>::zeros(ncols, nrows);
+            write(out.as_mut().transpose_mut());
+            out.transpose().to_owned()
+        } else {
+            let mut out = Mat::<T>::zeros(nrows, ncols);
+            write(out.as_mut());
+            out
+        }
+    }
+
+    fn assert_bits_equal<T: Scalar>(label: &str, got: &Mat<T>, expected: impl Fn(usize, usize) -> T) {
+        for j in 0..got.ncols() {
+            for i in 0..got.nrows() {
+                assert_eq!(
+                    got[(i, j)].to_f64_lossless().to_bits(),
+                    expected(i, j).to_f64_lossless().to_bits(),
+                    "{label}: entry ({i}, {j})"
+                );
+            }
+        }
+    }
+
+    /// Checks the maps against the formula evaluated entry by entry, bit for
+    /// bit, on contiguous columns and on transposed (strided) views.
+    fn maps_match_entrywise<T: Scalar>() {
+        let f1 = |a: T| a * T::lit(0.3) - a.abs();
+        let f2 = |a: T, b: T| T::lit(2.0) * a - b;
+        let f3 = |a: T, b: T, c: T| a + T::lit(0.7) * (b + T::lit(0.3) * (c - a));
+        for (nrows, ncols) in [(0, 3), (1, 4), (5, 1), (37, 6), (250, 3)] {
+            let a = entries::<T>(nrows, ncols, 0.1);
+            let b = entries::<T>(nrows, ncols, 0.2);
+            let c = entries::<T>(nrows, ncols, 0.3);
+            let (at, bt, ct) = (
+                a.transpose().to_owned(),
+                b.transpose().to_owned(),
+                c.transpose().to_owned(),
+            );
+            for strided in [false, true] {
+                let (va, vb, vc) = if strided {
+                    (at.transpose(), bt.transpose(), ct.transpose())
+                } else {
+                    (a.as_ref(), b.as_ref(), c.as_ref())
+                };
+                let label = format!("{nrows} x {ncols}, strided {strided}");
+                let got = written(nrows, ncols, strided, |out| map1(out, va, f1));
+                assert_bits_equal(&format!("map1, {label}"), &got, |i, j| f1(a[(i, j)]));
+                let got = written(nrows, ncols, strided, |out| map2(out, va, vb, f2));
+                assert_bits_equal(&format!("map2, {label}"), &got, |i, j| f2(a[(i, j)], b[(i, j)]));
+                let got = written(nrows, ncols, strided, |out| map3(out, va, vb, vc, f3));
+                assert_bits_equal(&format!("map3, {label}"), &got, |i, j| {
+                    f3(a[(i, j)], b[(i, j)], c[(i, j)])
+                });
+                if !strided {
+                    // The baseline copy of the kernel, which processors without AVX2 run.
+                    let got = written(nrows, ncols, false, |out| {
+                        assert!(map3_kernel(out, va, vb, vc, &f3))
+                    });
+                    assert_bits_equal(&format!("baseline map3, {label}"), &got, |i, j| {
+                        f3(a[(i, j)], b[(i, j)], c[(i, j)])
+                    });
+                    let column: Vec<T> = (0..nrows).map(|i| a[(i, 0)]).collect();
+                    assert_eq!(
+                        sum_squares(&column).to_f64_lossless().to_bits(),
+                        sum_squares_fast(&column).to_f64_lossless().to_bits()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn maps_match_entrywise_f32() {
+        maps_match_entrywise::<f32>();
+    }
+
+    #[test]
+    fn maps_match_entrywise_f64() {
+        maps_match_entrywise::<f64>();
+    }
+
+    #[test]
+    #[should_panic(expected = "an input is 3 x 2, the output 3 x 3")]
+    fn map_rejects_a_shape_mismatch() {
+        let mut out = Mat::<f64>::zeros(3, 3);
+        map2(
+            out.as_mut(),
+            Mat::zeros(3, 3).as_ref(),
+            Mat::zeros(3, 2).as_ref(),
+            |a, b| a + b,
+        );
+    }
+
+    /// The residual norms of the stopping test equal the two separate norms
+    /// bit for bit, for plain, huge, tiny, zero and non-finite columns, on
+    /// contiguous and strided columns.
+    #[test]
+    fn residual_norms_match_separate_norms() {
+        let base = entries::<f64>(700, 4, 0.5);
+        let prev = entries::<f64>(700, 4, 0.9);
+        let cases: Vec<(Mat<f64>, Mat<f64>)> = vec![
+            (base.clone(), prev.clone()),
+            (
+                Mat::from_fn(700, 4, |i, j| base[(i, j)] * 1e300),
+                Mat::from_fn(700, 4, |i, j| prev[(i, j)] * 1e300),
+            ),
+            (Mat::from_fn(700, 4, |i, j| base[(i, j)] * 1e-300), prev.clone()),
+            (Mat::zeros(700, 4), Mat::zeros(700, 4)),
+            (
+                Mat::from_fn(
+                    700,
+                    4,
+                    |i, j| if i == 5 && j == 2 { f64::NAN } else { base[(i, j)] },
+                ),
+                prev.clone(),
+            ),
+            (
+                Mat::from_fn(700, 4, |i, j| if i == 9 { f64::INFINITY } else { base[(i, j)] }),
+                prev.clone(),
+            ),
+        ];
+        for (case, (a, b)) in cases.iter().enumerate() {
+            let (at, bt) = (a.transpose().to_owned(), b.transpose().to_owned());
+            for col in 0..4 {
+                for (label, va, vb) in [
+                    ("contiguous", a.as_ref(), b.as_ref()),
+                    ("strided", at.transpose(), bt.transpose()),
+                ] {
+                    let got = col_residual_norms(va, vb, col);
+                    let expected = (col_diff_norm2(va, vb, col), col_norm2(va, col));
+                    assert_eq!(
+                        got.0.to_bits(),
+                        expected.0.to_bits(),
+                        "case {case}, column {col}, {label}: residual"
+                    );
+                    assert_eq!(
+                        got.1.to_bits(),
+                        expected.1.to_bits(),
+                        "case {case}, column {col}, {label}: scale"
+                    );
+                }
+            }
+        }
+        let direct = norm2((0..700).map(|i| base[(i, 1)] - prev[(i, 1)]));
+        let (residual, _) = col_residual_norms(base.as_ref(), prev.as_ref(), 1);
+        assert!(
+            (residual / direct - 1.0).abs() < 1e-14,
+            "{residual} against {direct}"
+        );
     }
 }

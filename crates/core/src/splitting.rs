@@ -66,10 +66,7 @@ pub trait Splitting: Parameterized<Self::Real> + Send + Sync {
         z: MatRef<'_, Self::Real>,
         col: usize,
     ) -> (Self::Real, Self::Real) {
-        (
-            crate::columns::col_diff_norm2(z_next, z, col),
-            crate::columns::col_norm2(z_next, col),
-        )
+        crate::columns::col_residual_norms(z_next, z, col)
     }
 
     /// Returns how far the primal iterate of column `col` is from satisfying

@@ -5,6 +5,7 @@ use faer::linalg::{temp_mat_scratch, temp_mat_zeroed};
 use faer::mat::AsMatMut;
 use faer::prelude::{Reborrow, ReborrowMut};
 use faer::{Accum, Mat, MatMut, MatRef, Par};
+use optlayer_core::columns::{map2, map3};
 use optlayer_core::validate::{check_computed_step, step_in};
 use optlayer_core::warm_start::{
     check_warm_start_count, decode_estimate, decode_warm_start_vector, encode_estimate,
@@ -621,17 +622,19 @@ impl<T: Scalar> Splitting for LinearizedAdmm<T> {
             block
                 .operator
                 .apply(kx.rb_mut(), Accum::Replace, one, x, par, stack);
-            faer::zip!(v.rb_mut(), p, nu, kx.rb())
-                .for_each(|faer::unzip!(v, p, nu, kx)| *v = *p + lambda * (*nu + alpha * (*kx - *p)));
+            map3(v.rb_mut(), p, nu, kx.rb(), move |p, nu, kx| {
+                p + lambda * (nu + alpha * (kx - p))
+            });
 
             // p⁺ = prox_{λg}(v), then ν⁺ = ν + α(Kx − p⁺).
             let mut p_next = p_next;
             block.prox.prox(p_next.rb_mut(), v.rb(), lambda, data);
-            faer::zip!(nu_next.rb_mut(), nu, kx.rb(), p_next.rb())
-                .for_each(|faer::unzip!(nn, nu, kx, pn)| *nn = *nu + alpha * (*kx - *pn));
+            map3(nu_next.rb_mut(), nu, kx.rb(), p_next.rb(), move |nu, kx, pn| {
+                nu + alpha * (kx - pn)
+            });
 
             // x⁺ −= β Kᵀ(2ν⁺ − ν), with v reused for 2ν⁺ − ν.
-            faer::zip!(v.rb_mut(), nu_next.rb(), nu).for_each(|faer::unzip!(w, nn, nu)| *w = two * *nn - *nu);
+            map2(v.rb_mut(), nu_next.rb(), nu, move |nn, nu| two * nn - nu);
             block
                 .operator
                 .apply_adjoint(x_next.rb_mut(), Accum::Add, -beta, v.rb(), par, stack);

@@ -468,10 +468,7 @@ impl<T: Scalar> Splitting for ProximalGradient<T> {
         let rows = self.residual_rows();
         let z_next = z_next.subrows(rows.start, rows.len());
         let z = z.subrows(rows.start, rows.len());
-        (
-            columns::col_diff_norm2(z_next, z, col),
-            columns::col_norm2(z_next, col),
-        )
+        columns::col_residual_norms(z_next, z, col)
     }
 
     /// Returns the distance of `x` from the set of `g` when `g` is an
