@@ -4,10 +4,11 @@
 mod common;
 
 use common::{cast, recovery_batch, sparse_model, unit_column_matrix};
+use faer::Par;
 use faer::{Mat, mat};
 use optlayer::ops::{Dense, IndicatorPoint, L1Norm, LearnableDense};
 use optlayer::splittings::{Block, LadmmSteps, LinearizedAdmm};
-use optlayer::{Error, ForwardOptions, OptLayer, Status};
+use optlayer::{Error, ForwardOptions, OptLayer, PARALLEL_STEP_MIN_STATE, Splitting, Status, ThreadPlan};
 use optlayer_testing::random::gaussian;
 
 fn l1_model(a: Mat<f64>, beta: f64) -> LinearizedAdmm<f64> {
@@ -168,6 +169,64 @@ fn threads_give_the_same_result() {
             }
         }
     }
+}
+
+/// Large states run the steps of a block with the threads that the batch
+/// leaves over, and the results stay those of one thread, bit for bit. A
+/// batch of one sample steps on one thread.
+#[test]
+fn spare_threads_give_the_same_result() {
+    let (m, n) = (640, 1600);
+    let a = unit_column_matrix(m, n, 21);
+    let theta = gaussian(n, n, 22);
+    let data = &a * gaussian(n, 3, 23);
+    let options = ForwardOptions::new(30, 0.0);
+    let layer = OptLayer::new(sparse_model::<f64>(&theta, &a, true), options.clone()).unwrap();
+    let state_dim = layer.splitting().state_dim();
+    assert!(
+        state_dim >= PARALLEL_STEP_MIN_STATE,
+        "state dimension {state_dim}"
+    );
+    let cases = [
+        (3, 8, 3, Par::rayon(2)),
+        (3, 9, 3, Par::rayon(3)),
+        (1, 2, 1, Par::Seq),
+    ];
+    for (batch, threads, blocks, step_par) in cases {
+        assert_eq!(
+            ThreadPlan::new(threads, batch, state_dim),
+            ThreadPlan { blocks, step_par }
+        );
+        let data = data.as_ref().subcols(0, batch);
+        let one = layer
+            .forward_with(data, &options.clone().with_threads(1))
+            .unwrap();
+        let many = layer
+            .forward_with(data, &options.clone().with_threads(threads))
+            .unwrap();
+        for j in 0..batch {
+            for i in 0..state_dim {
+                assert_eq!(
+                    many.state[(i, j)].to_bits(),
+                    one.state[(i, j)].to_bits(),
+                    "batch {batch}, {threads} threads: state entry ({i}, {j})"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn thread_plan_follows_batch_and_state() {
+    let plan = |blocks, step_par| ThreadPlan { blocks, step_par };
+    let large = PARALLEL_STEP_MIN_STATE;
+    assert_eq!(ThreadPlan::new(1, 100, large), plan(1, Par::Seq));
+    assert_eq!(ThreadPlan::new(4, 100, large), plan(4, Par::Seq));
+    assert_eq!(ThreadPlan::new(4, 2, large), plan(2, Par::rayon(2)));
+    assert_eq!(ThreadPlan::new(4, 2, large - 1), plan(2, Par::Seq));
+    assert_eq!(ThreadPlan::new(3, 2, large), plan(2, Par::Seq));
+    assert_eq!(ThreadPlan::new(4, 1, large), plan(1, Par::Seq));
+    assert_eq!(ThreadPlan::new(0, 0, large), plan(1, Par::Seq));
 }
 
 #[test]

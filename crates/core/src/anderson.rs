@@ -517,10 +517,10 @@ pub(crate) fn iterate_block<T: Scalar, Alg: Splitting<Real = T>>(
     data: MatRef<'_, T>,
     options: &ForwardOptions,
     anderson: &AndersonOptions,
+    par: Par,
     mut out: MatMut<'_, T>,
 ) -> Vec<SampleReport<T>> {
     let (dim, batch) = (initial_state.nrows(), initial_state.ncols());
-    let par = Par::Seq;
     let (mut z, mut z_next, mut data_work) =
         crate::layer::padded_buffers(initial_state, data, MIN_STEP_COLUMNS);
     let width = z.ncols();
@@ -555,7 +555,10 @@ pub(crate) fn iterate_block<T: Scalar, Alg: Splitting<Real = T>>(
             &mut z,
             &mut data_work,
             active,
-            MIN_STEP_COLUMNS,
+            crate::layer::BlockSteps {
+                min_columns: MIN_STEP_COLUMNS,
+                par,
+            },
             stack,
         );
 

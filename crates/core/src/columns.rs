@@ -325,6 +325,64 @@ fn map3_kernel<T: Scalar, F: Fn(T, T, T) -> T>(
     true
 }
 
+/// Runs the loop of [`update1`] on contiguous columns; see [`map1_kernel`].
+#[inline(always)]
+fn update1_kernel<T: Scalar, F: Fn(T, T) -> T>(mut out: MatMut<'_, T>, a: MatRef<'_, T>, f: &F) -> bool {
+    if !columns_contiguous(out.nrows(), out.row_stride()) || !columns_contiguous(a.nrows(), a.row_stride()) {
+        return false;
+    }
+    for col in 0..out.ncols() {
+        let (Some(o), Some(a)) = (col_slice_mut(out.rb_mut(), col), col_slice(a, col)) else {
+            return false;
+        };
+        let a = &a[..o.len()];
+        for i in 0..o.len() {
+            o[i] = f(o[i], a[i]);
+        }
+    }
+    true
+}
+
+/// Runs the loop of [`update2`] on contiguous columns; see [`map1_kernel`].
+#[inline(always)]
+fn update2_kernel<T: Scalar, F: Fn(T, T, T) -> T>(
+    mut out: MatMut<'_, T>,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    f: &F,
+) -> bool {
+    if !columns_contiguous(out.nrows(), out.row_stride())
+        || !columns_contiguous(a.nrows(), a.row_stride())
+        || !columns_contiguous(b.nrows(), b.row_stride())
+    {
+        return false;
+    }
+    for col in 0..out.ncols() {
+        let (Some(o), Some(a), Some(b)) = (
+            col_slice_mut(out.rb_mut(), col),
+            col_slice(a, col),
+            col_slice(b, col),
+        ) else {
+            return false;
+        };
+        let (a, b) = (&a[..o.len()], &b[..o.len()]);
+        for i in 0..o.len() {
+            o[i] = f(o[i], a[i], b[i]);
+        }
+    }
+    true
+}
+
+dispatch! {
+    /// [`update1_kernel`], vectorized for the processor.
+    fn update1_fast<T: Scalar, F: Fn(T, T) -> T>(out: MatMut<'_, T>, a: MatRef<'_, T>, f: &F) -> bool = update1_kernel
+}
+
+dispatch! {
+    /// [`update2_kernel`], vectorized for the processor.
+    fn update2_fast<T: Scalar, F: Fn(T, T, T) -> T>(out: MatMut<'_, T>, a: MatRef<'_, T>, b: MatRef<'_, T>, f: &F) -> bool = update2_kernel
+}
+
 dispatch! {
     /// [`map1_kernel`], vectorized for the processor.
     fn map1_fast<T: Scalar, F: Fn(T) -> T>(out: MatMut<'_, T>, a: MatRef<'_, T>, f: &F) -> bool = map1_kernel
@@ -384,6 +442,33 @@ pub fn map3<T: Scalar>(
     assert_same_shape(out.rb(), [a, b, c]);
     if !map3_fast(out.rb_mut(), a, b, c, &f) {
         faer::zip!(out, a, b, c).for_each(|faer::unzip!(o, a, b, c)| *o = f(*a, *b, *c));
+    }
+}
+
+/// Writes `out[i, j] = f(out[i, j], a[i, j])`; see [`map1`].
+///
+/// # Panics
+/// When `a` and `out` differ in shape.
+pub fn update1<T: Scalar>(mut out: MatMut<'_, T>, a: MatRef<'_, T>, f: impl Fn(T, T) -> T) {
+    assert_same_shape(out.rb(), [a]);
+    if !update1_fast(out.rb_mut(), a, &f) {
+        faer::zip!(out, a).for_each(|faer::unzip!(o, a)| *o = f(*o, *a));
+    }
+}
+
+/// Writes `out[i, j] = f(out[i, j], a[i, j], b[i, j])`; see [`map1`].
+///
+/// # Panics
+/// When an input and `out` differ in shape.
+pub fn update2<T: Scalar>(
+    mut out: MatMut<'_, T>,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    f: impl Fn(T, T, T) -> T,
+) {
+    assert_same_shape(out.rb(), [a, b]);
+    if !update2_fast(out.rb_mut(), a, b, &f) {
+        faer::zip!(out, a, b).for_each(|faer::unzip!(o, a, b)| *o = f(*o, *a, *b));
     }
 }
 
@@ -539,6 +624,22 @@ mod tests {
                 let got = written(nrows, ncols, strided, |out| map3(out, va, vb, vc, f3));
                 assert_bits_equal(&format!("map3, {label}"), &got, |i, j| {
                     f3(a[(i, j)], b[(i, j)], c[(i, j)])
+                });
+                let start = entries::<T>(nrows, ncols, 0.4);
+                let start_view = |mut out: MatMut<'_, T>| out.copy_from(&start);
+                let got = written(nrows, ncols, strided, |mut out| {
+                    start_view(out.rb_mut());
+                    update1(out, va, f2);
+                });
+                assert_bits_equal(&format!("update1, {label}"), &got, |i, j| {
+                    f2(start[(i, j)], a[(i, j)])
+                });
+                let got = written(nrows, ncols, strided, |mut out| {
+                    start_view(out.rb_mut());
+                    update2(out, va, vb, f3);
+                });
+                assert_bits_equal(&format!("update2, {label}"), &got, |i, j| {
+                    f3(start[(i, j)], a[(i, j)], b[(i, j)])
                 });
                 if !strided {
                     // The baseline copy of the kernel, which processors without AVX2 run.

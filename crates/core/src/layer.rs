@@ -20,8 +20,10 @@ pub struct ForwardOptions {
     pub rtol: f64,
     /// Absolute tolerance on the fixed-point residual.
     pub atol: f64,
-    /// Number of threads. The batch is split into this many column blocks,
-    /// each iterated on its own thread. 1 runs on the calling thread.
+    /// Number of threads. The batch is split into column blocks, one per
+    /// thread, and threads left over when the batch has fewer samples than
+    /// threads go to the matrix products of large problems; see
+    /// [`ThreadPlan`]. 1 runs on the calling thread.
     pub threads: usize,
     /// Anderson acceleration of the iteration. `None`, the default, runs
     /// the plain iteration `z⁺ = T(z)`.
@@ -93,6 +95,53 @@ impl ForwardOptions {
             anderson.validate()?;
         }
         Ok(())
+    }
+}
+
+/// Smallest state dimension at which the threads of a forward pass that the
+/// batch leaves over run the matrix products of each step in parallel.
+/// Below it, a step of a few columns is too short to share. On the machine
+/// of docs/benchmarks.md, a two-column linearized ADMM step in `f32` was 1.03
+/// times faster on two threads than on one with a state of 4,560 entries,
+/// and 1.39 times faster with 6,080.
+pub const PARALLEL_STEP_MIN_STATE: usize = 6000;
+
+/// How a forward pass spends its threads, chosen from the thread count, the
+/// batch size and the state dimension.
+///
+/// The batch is split into `blocks` column blocks of nearly equal size, one
+/// per thread, because samples are independent and a block needs no
+/// synchronization. When a batch of two or more samples has fewer samples
+/// than threads, each block gets `threads / blocks` threads, and for a state
+/// dimension of at least [`PARALLEL_STEP_MIN_STATE`] its steps run with
+/// `step_par` set to that many threads.
+///
+/// Results do not depend on the plan, bit for bit. In a batch of two or more
+/// samples every step runs on at least two columns, and faer 0.24 then gives
+/// the same rounding on one thread or several; a test checks it. A single
+/// column rounds differently on several threads, so a batch of one sample
+/// always steps on one thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThreadPlan {
+    /// Number of column blocks, each iterated on its own thread.
+    pub blocks: usize,
+    /// Parallelism of the steps within a block.
+    pub step_par: Par,
+}
+
+impl ThreadPlan {
+    /// Returns the plan for `threads` threads, `batch` samples and states of
+    /// `state_dim` entries. `threads` and `batch` of 0 count as 1.
+    pub fn new(threads: usize, batch: usize, state_dim: usize) -> Self {
+        let threads = threads.max(1);
+        let blocks = threads.min(batch.max(1));
+        let spare = threads / blocks;
+        let step_par = if batch > 1 && spare > 1 && state_dim >= PARALLEL_STEP_MIN_STATE {
+            Par::rayon(spare)
+        } else {
+            Par::Seq
+        };
+        Self { blocks, step_par }
     }
 }
 
@@ -382,10 +431,14 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
     fn run(&self, state: Mat<T>, data: MatRef<'_, T>, options: &ForwardOptions) -> Result<ForwardResult<T>> {
         options.validate()?;
         let batch = data.ncols();
-        let chunks = options.threads.min(batch);
+        let plan = ThreadPlan::new(options.threads, batch, self.splitting.state_dim());
+        let chunks = plan.blocks;
         // A pass of one sample runs it alone whatever the thread count, so
         // only larger passes need the two-column minimum of `iterate_block`.
-        let min_columns = if batch > 1 { MIN_STEP_COLUMNS } else { 1 };
+        let steps = BlockSteps {
+            min_columns: if batch > 1 { MIN_STEP_COLUMNS } else { 1 },
+            par: plan.step_par,
+        };
         let mut final_state = Mat::zeros(state.nrows(), batch);
         let mut samples = Vec::with_capacity(batch);
 
@@ -395,7 +448,7 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
                 state.as_ref(),
                 data,
                 options,
-                min_columns,
+                steps,
                 final_state.as_mut(),
             );
         } else {
@@ -411,7 +464,7 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
                         let d = data.subcols(start, end - start);
                         scope.spawn(move || {
                             let mut out = Mat::zeros(z0.nrows(), z0.ncols());
-                            let reports = iterate_any(splitting, z0, d, options, min_columns, out.as_mut());
+                            let reports = iterate_any(splitting, z0, d, options, steps, out.as_mut());
                             (out, reports)
                         })
                     })
@@ -453,19 +506,20 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
 }
 
 /// Iterates one block of columns with the plain or the accelerated loop, as
-/// `options` selects. The plain loop steps at least `min_columns` columns
-/// (see [`iterate_block`]).
+/// `options` selects, with steps as `steps` sets them.
 fn iterate_any<T: Scalar, Alg: Splitting<Real = T>>(
     splitting: &Alg,
     initial_state: MatRef<'_, T>,
     data: MatRef<'_, T>,
     options: &ForwardOptions,
-    min_columns: usize,
+    steps: BlockSteps,
     out: MatMut<'_, T>,
 ) -> Vec<SampleReport<T>> {
     match &options.anderson {
-        None => iterate_block(splitting, initial_state, data, options, min_columns, out),
-        Some(settings) => anderson::iterate_block(splitting, initial_state, data, options, settings, out),
+        None => iterate_block(splitting, initial_state, data, options, steps, out),
+        Some(settings) => {
+            anderson::iterate_block(splitting, initial_state, data, options, settings, steps.par, out)
+        }
     }
 }
 
@@ -476,11 +530,11 @@ fn iterate_any<T: Scalar, Alg: Splitting<Real = T>>(
 /// sample stops, its final state is copied to `out` and its column is swapped
 /// with the last active one, so later steps run on a smaller block.
 ///
-/// Each step runs on at least `min_columns` columns: when fewer samples are
+/// Each step runs on at least `steps.min_columns` columns: when fewer samples are
 /// active, copies of the first one fill the rest. faer 0.24 multiplies a
 /// transposed matrix by a single column with a dot-product kernel whose
 /// rounding differs from the one it uses for two or more columns. With
-/// `min_columns = 2`, the result of a sample therefore does not depend on the
+/// a minimum of 2, the result of a sample therefore does not depend on the
 /// thread count, which decides how the batch is split into blocks. The copy
 /// doubles the cost of a step while one sample of the block is left.
 fn iterate_block<T: Scalar, Alg: Splitting<Real = T>>(
@@ -488,12 +542,12 @@ fn iterate_block<T: Scalar, Alg: Splitting<Real = T>>(
     initial_state: MatRef<'_, T>,
     data: MatRef<'_, T>,
     options: &ForwardOptions,
-    min_columns: usize,
+    steps: BlockSteps,
     mut out: MatMut<'_, T>,
 ) -> Vec<SampleReport<T>> {
     let batch = initial_state.ncols();
-    let par = Par::Seq;
-    let (mut z, mut z_next, mut data_work) = padded_buffers(initial_state, data, min_columns);
+    let par = steps.par;
+    let (mut z, mut z_next, mut data_work) = padded_buffers(initial_state, data, steps.min_columns);
     let width = z.ncols();
     let mut order: Vec<usize> = (0..batch).collect();
     let mut reports = vec![
@@ -523,7 +577,7 @@ fn iterate_block<T: Scalar, Alg: Splitting<Real = T>>(
             &mut z,
             &mut data_work,
             active,
-            min_columns,
+            steps,
             stack,
         );
         core::mem::swap(&mut z, &mut z_next);
@@ -567,6 +621,14 @@ fn iterate_block<T: Scalar, Alg: Splitting<Real = T>>(
     reports
 }
 
+/// How a block of columns steps: the fewest columns a step runs on and the
+/// parallelism of the step.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BlockSteps {
+    pub(crate) min_columns: usize,
+    pub(crate) par: Par,
+}
+
 /// Returns the working buffers of a block, `z`, `z_next` and the data, with
 /// at least `min_columns` columns: the leading columns of `z` and the data
 /// are copies of `initial_state` and `data`, and the rest are zero until
@@ -586,21 +648,21 @@ pub(crate) fn padded_buffers<T: Scalar>(
     (z, z_next, data_work)
 }
 
-/// Steps the first `max(active, min_columns)` columns of `z` into `z_next`.
+/// Steps the first `max(active, steps.min_columns)` columns of `z` into `z_next`.
 /// Columns `active..` of `z` and `data` first receive copies of column 0, so
 /// that a lone active sample is stepped on the same kernels as in a larger
-/// block (see [`iterate_block`]). The step runs with `Par::Seq`, because each
-/// block of the batch has a thread of its own.
+/// block (see [`iterate_block`]). The step runs with `steps.par`, which is
+/// `Par::Seq` unless the [`ThreadPlan`] gives the block spare threads.
 pub(crate) fn step_padded<T: Scalar, Alg: Splitting<Real = T>>(
     splitting: &Alg,
     z_next: &mut Mat<T>,
     z: &mut Mat<T>,
     data: &mut Mat<T>,
     active: usize,
-    min_columns: usize,
+    steps: BlockSteps,
     stack: &mut MemStack,
 ) {
-    let step_columns = active.max(min_columns);
+    let step_columns = active.max(steps.min_columns);
     for copy in active..step_columns {
         let (source, mut target) = z.two_cols_mut(0, copy);
         target.copy_from(source);
@@ -611,7 +673,7 @@ pub(crate) fn step_padded<T: Scalar, Alg: Splitting<Real = T>>(
         z_next.as_mut().subcols_mut(0, step_columns),
         z.as_ref().subcols(0, step_columns),
         data.as_ref().subcols(0, step_columns),
-        Par::Seq,
+        steps.par,
         stack,
     );
 }

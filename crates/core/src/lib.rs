@@ -40,7 +40,9 @@ pub use backward::{
 };
 pub use error::{Error, Result};
 pub use jfb::{FixedPointJfb, JfbOutput, LossFn, mse, mse_loss};
-pub use layer::{ForwardOptions, ForwardResult, OptLayer, SampleReport, Status};
+pub use layer::{
+    ForwardOptions, ForwardResult, OptLayer, PARALLEL_STEP_MIN_STATE, SampleReport, Status, ThreadPlan,
+};
 pub use operator::{Operator, power_iteration, power_iteration_from};
 pub use params::{
     Gradients, ParamInfo, Parameterized, check_gradients, check_grads_shape, check_unique_param_names,

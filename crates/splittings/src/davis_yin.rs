@@ -6,6 +6,7 @@ use faer::linalg::{temp_mat_scratch, temp_mat_zeroed};
 use faer::mat::AsMatMut;
 use faer::prelude::{Reborrow, ReborrowMut};
 use faer::{Mat, MatMut, MatRef, Par};
+use optlayer_core::columns::{map2, map3, update2};
 use optlayer_core::validate::{check_computed_step, step_in};
 use optlayer_core::warm_start::set_parts_warm_start_state;
 use optlayer_core::{
@@ -406,11 +407,10 @@ impl<T: Scalar> DavisYin<T> {
         match &self.smooth {
             Some(f) => {
                 f.gradient(v.rb_mut(), x_h.rb(), data, par, stack);
-                faer::zip!(v, x_h.rb(), z)
-                    .for_each(|faer::unzip!(v, xh, z)| *v = two * *xh - *z - gamma * *v);
+                update2(v, x_h.rb(), z, move |v, xh, z| two * xh - z - gamma * v);
             }
             None => {
-                faer::zip!(v, x_h.rb(), z).for_each(|faer::unzip!(v, xh, z)| *v = two * *xh - *z);
+                map2(v, x_h.rb(), z, move |xh, z| two * xh - z);
             }
         }
     }
@@ -575,8 +575,9 @@ impl<T: Scalar> Splitting for DavisYin<T> {
 
         self.forward_points(x_h.rb_mut(), v.rb_mut(), z_gov, data, par, stack);
         self.g.prox(x_next.rb_mut(), v.rb(), self.gamma, data);
-        faer::zip!(z_gov_next, z_gov, x_next.rb(), x_h.rb())
-            .for_each(|faer::unzip!(zn, z, xg, xh)| *zn = *z + lambda * (*xg - *xh));
+        map3(z_gov_next, z_gov, x_next.rb(), x_h.rb(), move |z, xg, xh| {
+            z + lambda * (xg - xh)
+        });
     }
 
     fn step_vjp_scratch(&self, batch: usize, par: Par) -> StackReq {

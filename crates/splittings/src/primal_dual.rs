@@ -5,6 +5,7 @@ use faer::linalg::{temp_mat_scratch, temp_mat_zeroed};
 use faer::mat::AsMatMut;
 use faer::prelude::{Reborrow, ReborrowMut};
 use faer::{Accum, Mat, MatMut, MatRef, Par};
+use optlayer_core::columns::{map1, map2, update1};
 use optlayer_core::validate::{check_computed_step, step_in};
 use optlayer_core::warm_start::{
     check_warm_start_count, decode_estimate, decode_warm_start_vector, encode_estimate,
@@ -525,7 +526,7 @@ impl<T: Scalar> CondatVu<T> {
                 .apply_adjoint(v.rb_mut(), Accum::Replace, one, y, par, stack),
         }
         let tau = self.tau;
-        faer::zip!(v, x).for_each(|faer::unzip!(v, x)| *v = *x - tau * *v);
+        update1(v, x, move |v, x| x - tau * v);
     }
 
     /// Returns the scratch of the operator and the smooth term, used one after another.
@@ -740,15 +741,15 @@ impl<T: Scalar> Splitting for CondatVu<T> {
         self.g.prox(x_next.rb_mut(), v.rb(), tau, data);
 
         // u = y + σK(2x⁺ − x), with v reused for 2x⁺ − x.
-        faer::zip!(v.rb_mut(), x_next.rb(), x).for_each(|faer::unzip!(w, xn, x)| *w = two * *xn - *x);
+        map2(v.rb_mut(), x_next.rb(), x, move |xn, x| two * xn - x);
         self.operator
             .apply(u.rb_mut(), Accum::Replace, sigma, v.rb(), par, stack);
-        faer::zip!(u.rb_mut(), y).for_each(|faer::unzip!(u, y)| *u += *y);
+        update1(u.rb_mut(), y, |u, y| u + y);
 
         // y⁺ = u − σ prox_{h/σ}(u/σ).
-        faer::zip!(s.rb_mut(), u.rb()).for_each(|faer::unzip!(s, u)| *s = *u * inv_sigma);
+        map1(s.rb_mut(), u.rb(), move |u| u * inv_sigma);
         self.h.prox(y_next.rb_mut(), s.rb(), inv_sigma, data);
-        faer::zip!(y_next.rb_mut(), u.rb()).for_each(|faer::unzip!(yn, u)| *yn = *u - sigma * *yn);
+        update1(y_next.rb_mut(), u.rb(), move |yn, u| u - sigma * yn);
     }
 
     fn step_vjp_scratch(&self, batch: usize, par: Par) -> StackReq {

@@ -1,6 +1,7 @@
 //! Proximal gradient (forward-backward splitting) and FISTA for
 //! `min_x f(x; d) + g(x)`.
 
+use optlayer_core::columns::update1;
 use std::ops::Range;
 
 use faer::dyn_stack::{MemStack, StackReq};
@@ -432,7 +433,7 @@ impl<T: Scalar> ProximalGradient<T> {
     ) {
         let gamma = self.gamma;
         self.smooth.gradient(v.rb_mut(), y, data, par, stack);
-        faer::zip!(v, y).for_each(|faer::unzip!(v, y)| *v = *y - gamma * *v);
+        update1(v, y, move |v, y| y - gamma * v);
     }
 }
 

@@ -1,4 +1,5 @@
 use faer::{MatMut, MatRef};
+use optlayer_core::columns::map1;
 use optlayer_core::{Error, Parameterized, Prox, Result, Scalar};
 
 use super::projection::{clip, indicator_value, inside_open_interval, membership_tolerance};
@@ -148,7 +149,7 @@ impl<T: Scalar> Prox<T> for BoxSet<T> {
         match &self.bounds {
             Bounds::Uniform { lower, upper } => {
                 let (lower, upper) = (*lower, *upper);
-                faer::zip!(out, v).for_each(|faer::unzip!(o, v)| *o = clip(*v, lower, upper));
+                map1(out, v, move |v| clip(v, lower, upper));
             }
             Bounds::PerEntry { lower, upper } => {
                 for col in 0..v.ncols() {

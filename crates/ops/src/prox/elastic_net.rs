@@ -1,5 +1,6 @@
 use faer::{MatMut, MatRef};
 use optlayer_core::columns::col_norm2;
+use optlayer_core::columns::map1;
 use optlayer_core::validate::check_nonnegative;
 use optlayer_core::{Parameterized, Prox, Result, Scalar};
 
@@ -61,15 +62,14 @@ impl<T: Scalar> Prox<T> for ElasticNet<T> {
     fn prox(&self, out: MatMut<'_, T>, v: MatRef<'_, T>, gamma: T, _data: MatRef<'_, T>) {
         let threshold = gamma * self.l1_weight;
         let scale = (T::one() + gamma * self.l2_weight).recip();
-        faer::zip!(out, v).for_each(|faer::unzip!(o, v)| {
-            let v = *v;
-            *o = if v > threshold {
+        map1(out, v, move |v| {
+            if v > threshold {
                 (v - threshold) * scale
             } else if v < -threshold {
                 (v + threshold) * scale
             } else {
                 T::zero()
-            };
+            }
         });
     }
 

@@ -1,4 +1,5 @@
 use faer::{MatMut, MatRef};
+use optlayer_core::columns::map1;
 use optlayer_core::validate::{check_nonnegative, check_positive};
 use optlayer_core::{Parameterized, Prox, Result, Scalar};
 
@@ -86,15 +87,14 @@ impl<T: Scalar> Prox<T> for Huber<T> {
         let step = gamma * self.weight;
         let boundary = self.delta + step;
         let shrink = self.delta / boundary;
-        faer::zip!(out, v).for_each(|faer::unzip!(o, v)| {
-            let v = *v;
-            *o = if v.abs() <= boundary {
+        map1(out, v, move |v| {
+            if v.abs() <= boundary {
                 v * shrink
             } else if v > T::zero() {
                 v - step
             } else {
                 v + step
-            };
+            }
         });
     }
 

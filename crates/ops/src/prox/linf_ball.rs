@@ -1,4 +1,5 @@
 use faer::{MatMut, MatRef};
+use optlayer_core::columns::map1;
 use optlayer_core::validate::check_nonnegative;
 use optlayer_core::{Parameterized, Prox, Result, Scalar};
 
@@ -57,7 +58,7 @@ impl<T: Scalar> Prox<T> for LinfBall<T> {
 
     fn prox(&self, out: MatMut<'_, T>, v: MatRef<'_, T>, _gamma: T, _data: MatRef<'_, T>) {
         let r = self.radius;
-        faer::zip!(out, v).for_each(|faer::unzip!(o, v)| *o = clip(*v, -r, r));
+        map1(out, v, move |v| clip(v, -r, r));
     }
 
     fn prox_vjp(

@@ -1,4 +1,5 @@
 use faer::{MatMut, MatRef};
+use optlayer_core::columns::map1;
 use optlayer_core::{Parameterized, Prox, Scalar};
 
 use super::projection::{indicator_value, membership_tolerance};
@@ -36,7 +37,7 @@ impl<T: Scalar> Prox<T> for Nonnegative {
     }
 
     fn prox(&self, out: MatMut<'_, T>, v: MatRef<'_, T>, _gamma: T, _data: MatRef<'_, T>) {
-        faer::zip!(out, v).for_each(|faer::unzip!(o, v)| *o = if *v <= T::zero() { T::zero() } else { *v });
+        map1(out, v, |v| if v <= T::zero() { T::zero() } else { v });
     }
 
     fn prox_vjp(

@@ -1,4 +1,5 @@
 use faer::{MatMut, MatRef};
+use optlayer_core::columns::map1;
 use optlayer_core::validate::check_nonnegative;
 use optlayer_core::{Error, Parameterized, Prox, Result, Scalar};
 
@@ -85,7 +86,7 @@ impl<T: Scalar> Prox<T> for SquaredL2<T> {
         match &self.weights {
             Weights::Scalar(w) => {
                 let scale = (T::one() + gamma * *w).recip();
-                faer::zip!(out, v).for_each(|faer::unzip!(o, v)| *o = scale * *v);
+                map1(out, v, move |v| scale * v);
             }
             Weights::PerEntry(w) => {
                 for col in 0..v.ncols() {
