@@ -13,7 +13,11 @@
 //! 40 ms have passed and divides. Single-threaded (`Par::Seq`), as the layer
 //! runs each block of samples.
 //!
-//! Run with `cargo bench --bench throughput`; the table is printed and the
+//! A second table times a two-column step on one thread and on two
+//! (`Par::rayon(2)`) for larger problems, the case where the layer's
+//! `ThreadPlan` gives a block spare threads, around `PARALLEL_STEP_MIN_STATE`.
+//!
+//! Run with `cargo bench --bench throughput`; the tables are printed and the
 //! figures are recorded in docs/benchmarks.md.
 
 use std::hint::black_box;
@@ -23,11 +27,12 @@ use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, Par};
 use optlayer::problems::sparse_inverse::{SparseInverseConfig, SparseInverseProblem, build_model, cast};
-use optlayer::{Scalar, Splitting};
+use optlayer::splittings::LadmmSteps;
+use optlayer::{PARALLEL_STEP_MIN_STATE, Scalar, Splitting};
 
 const ROUNDS: usize = 15;
 const ROUND_TIME: Duration = Duration::from_millis(40);
-const BATCHES: [usize; 4] = [1, 10, 100, 1000];
+const BATCHES: [usize; 5] = [1, 10, 32, 100, 1000];
 
 /// Returns the median over [`ROUNDS`] rounds of the seconds per call of `f`.
 fn median_seconds(mut f: impl FnMut()) -> f64 {
@@ -133,6 +138,40 @@ fn measure<T: Scalar>(problem: &SparseInverseProblem, rows: &mut Vec<Row>) {
     }
 }
 
+/// Times a two-column `f32` step of a sparse inverse model with `n` unknowns
+/// and `2n/5` measurements, on one thread and on two. Returns the state
+/// dimension and both times.
+fn spare_thread_step(n: usize) -> (usize, f64, f64) {
+    let m = 2 * n / 5;
+    // Deterministic entries of unit scale; the values do not matter for the time.
+    let theta = Mat::<f64>::from_fn(n, n, |i, j| {
+        (((i * 7919 + j * 104_729) % 1000) as f64 / 1000.0 - 0.5) / (n as f64).sqrt()
+    });
+    let a = Mat::<f64>::from_fn(m, n, |i, j| {
+        (((i * 31 + j * 17) % 997) as f64 / 997.0 - 0.5) / (m as f64).sqrt()
+    });
+    let steps = LadmmSteps {
+        alpha: 0.5,
+        beta: 0.1,
+        lambda: 1.0,
+    };
+    let model = build_model::<f32>(&theta, &a, steps).unwrap();
+    let data = Mat::<f32>::from_fn(m, 2, |i, j| ((i + 7 * j) as f32 * 0.37).sin());
+    let state = model.state_dim();
+    let mut times = [0.0; 2];
+    for (time, par) in times.iter_mut().zip([Par::Seq, Par::rayon(2)]) {
+        let mut z = Mat::<f32>::zeros(state, 2);
+        let mut z_next = Mat::<f32>::zeros(state, 2);
+        let mut buffer = MemBuffer::new(model.step_scratch(2, par));
+        let stack = MemStack::new(&mut buffer);
+        *time = median_seconds(|| {
+            model.step(z_next.as_mut(), z.as_ref(), data.as_ref(), par, stack);
+            std::mem::swap(&mut z, &mut z_next);
+        });
+    }
+    (state, times[0], times[1])
+}
+
 fn format_time(seconds: f64) -> String {
     if seconds < 1e-3 {
         format!("{:.1} µs", seconds * 1e6)
@@ -179,5 +218,22 @@ fn main() {
         if let (Some(single), Some(double)) = (time("f32"), time("f64")) {
             println!("batch {batch}: f32 step {:.2}x faster than f64", double / single);
         }
+    }
+
+    println!();
+    println!(
+        "two-column f32 steps; the layer parallelizes steps from a state of {PARALLEL_STEP_MIN_STATE} entries"
+    );
+    println!("| n | m | state | one thread | two threads | speed-up |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    for n in [600, 800, 1200, 1600, 2400] {
+        let (state, one, two) = spare_thread_step(n);
+        println!(
+            "| {n} | {} | {state} | {} | {} | {:.2}x |",
+            2 * n / 5,
+            format_time(one),
+            format_time(two),
+            one / two
+        );
     }
 }

@@ -21,9 +21,9 @@ pub struct ForwardOptions {
     /// Absolute tolerance on the fixed-point residual.
     pub atol: f64,
     /// Number of threads. The batch is split into column blocks, one per
-    /// thread, and threads left over when the batch has fewer samples than
-    /// threads go to the matrix products of large problems; see
-    /// [`ThreadPlan`]. 1 runs on the calling thread.
+    /// thread. When the batch has fewer samples than threads, the threads
+    /// left over go to the matrix products of large problems (see
+    /// [`ThreadPlan`]). 1 runs on the calling thread.
     pub threads: usize,
     /// Anderson acceleration of the iteration. `None`, the default, runs
     /// the plain iteration `z⁺ = T(z)`.
@@ -101,10 +101,11 @@ impl ForwardOptions {
 /// Smallest state dimension at which the threads of a forward pass that the
 /// batch leaves over run the matrix products of each step in parallel.
 /// Below it, a step of a few columns is too short to share. On the machine
-/// of docs/benchmarks.md, a two-column linearized ADMM step in `f32` was 1.03
-/// times faster on two threads than on one with a state of 4,560 entries,
-/// and 1.39 times faster with 6,080.
-pub const PARALLEL_STEP_MIN_STATE: usize = 6000;
+/// of docs/benchmarks.md, in three runs of `cargo bench --bench throughput`,
+/// a two-column linearized ADMM step in `f32` on two threads took 1.19 to
+/// 1.33 times as long as on one with a state of 2,280 entries, and was 1.16
+/// to 1.24 times faster with 3,040.
+pub const PARALLEL_STEP_MIN_STATE: usize = 3000;
 
 /// How a forward pass spends its threads, chosen from the thread count, the
 /// batch size and the state dimension.
@@ -117,8 +118,8 @@ pub const PARALLEL_STEP_MIN_STATE: usize = 6000;
 /// `step_par` set to that many threads.
 ///
 /// Results do not depend on the plan, bit for bit. In a batch of two or more
-/// samples every step runs on at least two columns, and faer 0.24 then gives
-/// the same rounding on one thread or several; a test checks it. A single
+/// samples every step runs on at least two columns. faer 0.24 then gives
+/// the same rounding on one thread or several, which a test checks. A single
 /// column rounds differently on several threads, so a batch of one sample
 /// always steps on one thread.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -506,7 +507,7 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
 }
 
 /// Iterates one block of columns with the plain or the accelerated loop, as
-/// `options` selects, with steps as `steps` sets them.
+/// `options` selects, with the step settings `steps`.
 fn iterate_any<T: Scalar, Alg: Splitting<Real = T>>(
     splitting: &Alg,
     initial_state: MatRef<'_, T>,
@@ -621,8 +622,8 @@ fn iterate_block<T: Scalar, Alg: Splitting<Real = T>>(
     reports
 }
 
-/// How a block of columns steps: the fewest columns a step runs on and the
-/// parallelism of the step.
+/// Step settings of a block of columns: the fewest columns a step runs on
+/// and the parallelism of the step.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct BlockSteps {
     pub(crate) min_columns: usize,
