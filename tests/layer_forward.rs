@@ -198,7 +198,7 @@ fn spare_threads_give_the_same_result() {
             ThreadPlan { blocks, step_par }
         );
         let data = data.as_ref().subcols(0, batch);
-        let one = layer
+        let single = layer
             .forward_with(data, &options.clone().with_threads(1))
             .unwrap();
         let many = layer
@@ -208,7 +208,7 @@ fn spare_threads_give_the_same_result() {
             for i in 0..state_dim {
                 assert_eq!(
                     many.state[(i, j)].to_bits(),
-                    one.state[(i, j)].to_bits(),
+                    single.state[(i, j)].to_bits(),
                     "batch {batch}, {threads} threads: state entry ({i}, {j})"
                 );
             }

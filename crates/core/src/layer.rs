@@ -100,14 +100,14 @@ impl ForwardOptions {
 
 /// Smallest state dimension at which the threads of a forward pass that the
 /// batch leaves over run the matrix products of each step in parallel.
-/// Below it, a step of a few columns is too short to share. On the machine
-/// of docs/benchmarks.md, in three runs of `cargo bench --bench throughput`,
-/// a two-column linearized ADMM step in `f32` on two threads took 1.19 to
-/// 1.33 times as long as on one with a state of 2,280 entries, and was 1.16
-/// to 1.24 times faster with 3,040.
+/// Below it, a step of a few columns is too short to share. Three runs of
+/// `cargo bench --bench throughput` on the machine of docs/benchmarks.md
+/// timed a two-column linearized ADMM step in `f32` on one thread and on two.
+/// With a state of 2,280 entries two threads took 1.19 to 1.33 times as long,
+/// and with 3,040 they were 1.16 to 1.24 times faster.
 pub const PARALLEL_STEP_MIN_STATE: usize = 3000;
 
-/// How a forward pass spends its threads, chosen from the thread count, the
+/// The split of a forward pass's threads, chosen from the thread count, the
 /// batch size and the state dimension.
 ///
 /// The batch is split into `blocks` column blocks of nearly equal size, one
