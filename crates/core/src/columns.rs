@@ -222,12 +222,12 @@ macro_rules! dispatch {
 }
 
 dispatch! {
-    /// [`sum_squares`], vectorized for the processor.
+    /// Returns [`sum_squares`], from the copy compiled for the processor.
     fn sum_squares_fast<T: Scalar>(values: &[T]) -> T = sum_squares
 }
 
 dispatch! {
-    /// [`sum_squared_differences`], vectorized for the processor.
+    /// Returns [`sum_squared_differences`], from the copy compiled for the processor.
     fn sum_squared_differences_fast<T: Scalar>(a: &[T], b: &[T]) -> T = sum_squared_differences
 }
 
@@ -374,27 +374,27 @@ fn update2_kernel<T: Scalar, F: Fn(T, T, T) -> T>(
 }
 
 dispatch! {
-    /// [`update1_kernel`], vectorized for the processor.
+    /// Runs [`update1_kernel`] in the copy compiled for the processor.
     fn update1_fast<T: Scalar, F: Fn(T, T) -> T>(out: MatMut<'_, T>, a: MatRef<'_, T>, f: &F) -> bool = update1_kernel
 }
 
 dispatch! {
-    /// [`update2_kernel`], vectorized for the processor.
+    /// Runs [`update2_kernel`] in the copy compiled for the processor.
     fn update2_fast<T: Scalar, F: Fn(T, T, T) -> T>(out: MatMut<'_, T>, a: MatRef<'_, T>, b: MatRef<'_, T>, f: &F) -> bool = update2_kernel
 }
 
 dispatch! {
-    /// [`map1_kernel`], vectorized for the processor.
+    /// Runs [`map1_kernel`] in the copy compiled for the processor.
     fn map1_fast<T: Scalar, F: Fn(T) -> T>(out: MatMut<'_, T>, a: MatRef<'_, T>, f: &F) -> bool = map1_kernel
 }
 
 dispatch! {
-    /// [`map2_kernel`], vectorized for the processor.
+    /// Runs [`map2_kernel`] in the copy compiled for the processor.
     fn map2_fast<T: Scalar, F: Fn(T, T) -> T>(out: MatMut<'_, T>, a: MatRef<'_, T>, b: MatRef<'_, T>, f: &F) -> bool = map2_kernel
 }
 
 dispatch! {
-    /// [`map3_kernel`], vectorized for the processor.
+    /// Runs [`map3_kernel`] in the copy compiled for the processor.
     fn map3_fast<T: Scalar, F: Fn(T, T, T) -> T>(
         out: MatMut<'_, T>,
         a: MatRef<'_, T>,
