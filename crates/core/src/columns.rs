@@ -231,12 +231,6 @@ dispatch! {
     fn sum_squared_differences_fast<T: Scalar>(a: &[T], b: &[T]) -> T = sum_squared_differences
 }
 
-/// Returns whether every column of a matrix with this shape and row stride
-/// is contiguous in memory.
-fn columns_contiguous(nrows: usize, row_stride: isize) -> bool {
-    row_stride == 1 || nrows <= 1
-}
-
 /// Returns column `col` of `m` as a mutable slice when its entries are contiguous.
 #[inline(always)]
 fn col_slice_mut<'a, T>(m: MatMut<'a, T>, col: usize) -> Option<&'a mut [T]> {
@@ -244,12 +238,10 @@ fn col_slice_mut<'a, T>(m: MatMut<'a, T>, col: usize) -> Option<&'a mut [T]> {
 }
 
 /// Runs the loop of [`map1`] on contiguous columns. Returns `false`, having
-/// written nothing, when a column is not contiguous.
+/// written nothing, when they are not. Contiguity depends only on the row
+/// stride and the row count, so the first column decides for all.
 #[inline(always)]
 fn map1_kernel<T: Scalar, F: Fn(T) -> T>(mut out: MatMut<'_, T>, a: MatRef<'_, T>, f: &F) -> bool {
-    if !columns_contiguous(out.nrows(), out.row_stride()) || !columns_contiguous(a.nrows(), a.row_stride()) {
-        return false;
-    }
     for col in 0..out.ncols() {
         let (Some(o), Some(a)) = (col_slice_mut(out.rb_mut(), col), col_slice(a, col)) else {
             return false;
@@ -270,12 +262,6 @@ fn map2_kernel<T: Scalar, F: Fn(T, T) -> T>(
     b: MatRef<'_, T>,
     f: &F,
 ) -> bool {
-    if !columns_contiguous(out.nrows(), out.row_stride())
-        || !columns_contiguous(a.nrows(), a.row_stride())
-        || !columns_contiguous(b.nrows(), b.row_stride())
-    {
-        return false;
-    }
     for col in 0..out.ncols() {
         let (Some(o), Some(a), Some(b)) = (
             col_slice_mut(out.rb_mut(), col),
@@ -301,13 +287,6 @@ fn map3_kernel<T: Scalar, F: Fn(T, T, T) -> T>(
     c: MatRef<'_, T>,
     f: &F,
 ) -> bool {
-    if !columns_contiguous(out.nrows(), out.row_stride())
-        || !columns_contiguous(a.nrows(), a.row_stride())
-        || !columns_contiguous(b.nrows(), b.row_stride())
-        || !columns_contiguous(c.nrows(), c.row_stride())
-    {
-        return false;
-    }
     for col in 0..out.ncols() {
         let (Some(o), Some(a), Some(b), Some(c)) = (
             col_slice_mut(out.rb_mut(), col),
@@ -328,9 +307,6 @@ fn map3_kernel<T: Scalar, F: Fn(T, T, T) -> T>(
 /// Runs the loop of [`update1`] on contiguous columns; see [`map1_kernel`].
 #[inline(always)]
 fn update1_kernel<T: Scalar, F: Fn(T, T) -> T>(mut out: MatMut<'_, T>, a: MatRef<'_, T>, f: &F) -> bool {
-    if !columns_contiguous(out.nrows(), out.row_stride()) || !columns_contiguous(a.nrows(), a.row_stride()) {
-        return false;
-    }
     for col in 0..out.ncols() {
         let (Some(o), Some(a)) = (col_slice_mut(out.rb_mut(), col), col_slice(a, col)) else {
             return false;
@@ -351,12 +327,6 @@ fn update2_kernel<T: Scalar, F: Fn(T, T, T) -> T>(
     b: MatRef<'_, T>,
     f: &F,
 ) -> bool {
-    if !columns_contiguous(out.nrows(), out.row_stride())
-        || !columns_contiguous(a.nrows(), a.row_stride())
-        || !columns_contiguous(b.nrows(), b.row_stride())
-    {
-        return false;
-    }
     for col in 0..out.ncols() {
         let (Some(o), Some(a), Some(b)) = (
             col_slice_mut(out.rb_mut(), col),
