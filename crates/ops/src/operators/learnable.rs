@@ -7,7 +7,7 @@ use optlayer_core::{
     Error, Operator, ParamInfo, Parameterized, Result, Scalar, power_iteration, power_iteration_from,
 };
 
-use super::dense_apply;
+use super::{TransposedCopy, dense_apply, dense_apply_adjoint};
 
 /// The rescaling of a [`LearnableDense`] matrix after every parameter update.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -43,10 +43,19 @@ impl Normalization {
 ///
 /// Its gradients are `∂⟨G, Θ X⟩/∂Θ = G Xᵀ` and `∂⟨H, Θᵀ Y⟩/∂Θ = Y Hᵀ`, each
 /// summed over the batch by one matrix product.
+///
+/// Like [`Dense`](super::Dense), it keeps a transposed copy of Θ for the
+/// adjoint products of narrow batches, unless built
+/// [`without_transposed_copy`](Self::without_transposed_copy). Writing Θ
+/// through [`param_mut`](Parameterized::param_mut) marks the copy out of
+/// date, so products use the transposed view of Θ (same result, more time)
+/// until [`after_param_update`](Parameterized::after_param_update) copies Θ
+/// again.
 #[derive(Clone, Debug)]
 pub struct LearnableDense<T: Scalar> {
     name: String,
     matrix: Mat<T>,
+    transposed: Option<TransposedCopy<T>>,
     normalization: Normalization,
     /// Right singular vector estimate from the last normalization, the warm
     /// start of the next one.
@@ -62,9 +71,11 @@ impl<T: Scalar> LearnableDense<T> {
         check_nonempty("learnable matrix", matrix.as_ref())?;
         check_nonempty("learnable matrix (transposed)", matrix.as_ref().transpose())?;
         check_finite("learnable matrix", matrix.as_ref())?;
+        let transposed = Some(TransposedCopy::of(matrix.as_ref()));
         Ok(Self {
             name: name.into(),
             matrix,
+            transposed,
             normalization: Normalization::None,
             power_vector: None,
         })
@@ -77,7 +88,16 @@ impl<T: Scalar> LearnableDense<T> {
     pub fn with_normalization(mut self, normalization: Normalization) -> Result<Self> {
         self.normalization = normalization;
         self.normalize()?;
+        self.refresh_transposed();
         Ok(self)
+    }
+
+    /// Drops the transposed copy, which takes as much memory as Θ. Adjoint
+    /// products then run on the transposed view, with the same result and
+    /// more time for narrow batches.
+    pub fn without_transposed_copy(mut self) -> Self {
+        self.transposed = None;
+        self
     }
 
     /// Returns the parameter's name.
@@ -93,6 +113,12 @@ impl<T: Scalar> LearnableDense<T> {
     /// Returns the normalization.
     pub fn normalization(&self) -> Normalization {
         self.normalization
+    }
+
+    fn refresh_transposed(&mut self) {
+        if let Some(copy) = self.transposed.as_mut() {
+            copy.refresh(self.matrix.as_ref());
+        }
     }
 
     fn normalize(&mut self) -> Result<()> {
@@ -151,6 +177,9 @@ impl<T: Scalar> Parameterized<T> for LearnableDense<T> {
             index, 0,
             "LearnableDense has one parameter, index {index} is out of range"
         );
+        if let Some(copy) = self.transposed.as_mut() {
+            copy.current = false;
+        }
         self.matrix.as_mut()
     }
 
@@ -164,7 +193,9 @@ impl<T: Scalar> Parameterized<T> for LearnableDense<T> {
                 value: value.to_f64_lossless(),
             });
         }
-        self.normalize()
+        self.normalize()?;
+        self.refresh_transposed();
+        Ok(())
     }
 
     /// Returns the singular vector that warm-starts the next normalization
@@ -220,7 +251,15 @@ impl<T: Scalar> Operator<T> for LearnableDense<T> {
         par: Par,
         _stack: &mut MemStack,
     ) {
-        dense_apply(out, accum, alpha, self.matrix.as_ref().transpose(), y, par);
+        dense_apply_adjoint(
+            out,
+            accum,
+            alpha,
+            self.matrix.as_ref(),
+            self.transposed.as_ref(),
+            y,
+            par,
+        );
     }
 
     fn accumulate_grad(&self, grads: &mut [Mat<T>], alpha: T, g: MatRef<'_, T>, x: MatRef<'_, T>, par: Par) {
