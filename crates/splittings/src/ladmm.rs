@@ -5,7 +5,7 @@ use faer::linalg::{temp_mat_scratch, temp_mat_zeroed};
 use faer::mat::AsMatMut;
 use faer::prelude::{Reborrow, ReborrowMut};
 use faer::{Accum, Mat, MatMut, MatRef, Par};
-use optlayer_core::columns::{map2, map3};
+use optlayer_core::columns::{map2, map3, update2};
 use optlayer_core::validate::{check_computed_step, step_in};
 use optlayer_core::warm_start::{
     check_warm_start_count, decode_estimate, decode_warm_start_vector, encode_estimate,
@@ -514,7 +514,7 @@ impl<T: Scalar> LinearizedAdmm<T> {
 }
 
 /// Scratch matrices per block in [`LinearizedAdmm::step`].
-const STEP_TEMPS: usize = 2;
+const STEP_TEMPS: usize = 1;
 /// Scratch matrices per block in [`LinearizedAdmm::step_vjp`].
 const VJP_TEMPS: usize = 8;
 
@@ -613,23 +613,22 @@ impl<T: Scalar> Splitting for LinearizedAdmm<T> {
             let (mut nu_next, tail) = tail.split_at_row_mut(r);
             rest = tail;
 
-            let (mut kx, stack) = temp_mat_zeroed::<T, _, _>(r, batch, stack);
-            let mut kx = kx.as_mat_mut();
             let (mut v, stack) = temp_mat_zeroed::<T, _, _>(r, batch, stack);
             let mut v = v.as_mat_mut();
 
-            // Kx and the prox argument v = p + λ(ν + α(Kx − p)).
+            // Kx goes into the rows of ν⁺, which hold it until ν⁺ is computed
+            // over it. The prox argument is v = p + λ(ν + α(Kx − p)).
             block
                 .operator
-                .apply(kx.rb_mut(), Accum::Replace, one, x, par, stack);
-            map3(v.rb_mut(), p, nu, kx.rb(), move |p, nu, kx| {
+                .apply(nu_next.rb_mut(), Accum::Replace, one, x, par, stack);
+            map3(v.rb_mut(), p, nu, nu_next.rb(), move |p, nu, kx| {
                 p + lambda * (nu + alpha * (kx - p))
             });
 
             // p⁺ = prox_{λg}(v), then ν⁺ = ν + α(Kx − p⁺).
             let mut p_next = p_next;
             block.prox.prox(p_next.rb_mut(), v.rb(), lambda, data);
-            map3(nu_next.rb_mut(), nu, kx.rb(), p_next.rb(), move |nu, kx, pn| {
+            update2(nu_next.rb_mut(), nu, p_next.rb(), move |kx, nu, pn| {
                 nu + alpha * (kx - pn)
             });
 
