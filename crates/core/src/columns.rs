@@ -246,12 +246,23 @@ fn map1_kernel<T: Scalar, F: Fn(T) -> T>(mut out: MatMut<'_, T>, a: MatRef<'_, T
         let (Some(o), Some(a)) = (col_slice_mut(out.rb_mut(), col), col_slice(a, col)) else {
             return false;
         };
-        let a = &a[..o.len()];
-        for i in 0..o.len() {
-            o[i] = f(a[i]);
-        }
+        map1_column(o, a, f);
     }
     true
+}
+
+/// Runs the loop of [`map1_kernel`] on one column. Slices passed as
+/// arguments carry the compiler's no-alias guarantee into the inlined loop,
+/// so it is vectorized without a runtime overlap test. Inlined into the
+/// column loop, that test spans all columns of the matrices, and it fails
+/// when `out` and an input are row blocks of one matrix, as two parts of a
+/// splitting's state are: the scalar loop then ran instead.
+#[inline(always)]
+fn map1_column<T: Scalar, F: Fn(T) -> T>(o: &mut [T], a: &[T], f: &F) {
+    let a = &a[..o.len()];
+    for i in 0..o.len() {
+        o[i] = f(a[i]);
+    }
 }
 
 /// Runs the loop of [`map2`] on contiguous columns; see [`map1_kernel`].
@@ -270,12 +281,18 @@ fn map2_kernel<T: Scalar, F: Fn(T, T) -> T>(
         ) else {
             return false;
         };
-        let (a, b) = (&a[..o.len()], &b[..o.len()]);
-        for i in 0..o.len() {
-            o[i] = f(a[i], b[i]);
-        }
+        map2_column(o, a, b, f);
     }
     true
+}
+
+/// Runs the loop of [`map2_kernel`] on one column; see [`map1_column`].
+#[inline(always)]
+fn map2_column<T: Scalar, F: Fn(T, T) -> T>(o: &mut [T], a: &[T], b: &[T], f: &F) {
+    let (a, b) = (&a[..o.len()], &b[..o.len()]);
+    for i in 0..o.len() {
+        o[i] = f(a[i], b[i]);
+    }
 }
 
 /// Runs the loop of [`map3`] on contiguous columns; see [`map1_kernel`].
@@ -296,12 +313,18 @@ fn map3_kernel<T: Scalar, F: Fn(T, T, T) -> T>(
         ) else {
             return false;
         };
-        let (a, b, c) = (&a[..o.len()], &b[..o.len()], &c[..o.len()]);
-        for i in 0..o.len() {
-            o[i] = f(a[i], b[i], c[i]);
-        }
+        map3_column(o, a, b, c, f);
     }
     true
+}
+
+/// Runs the loop of [`map3_kernel`] on one column; see [`map1_column`].
+#[inline(always)]
+fn map3_column<T: Scalar, F: Fn(T, T, T) -> T>(o: &mut [T], a: &[T], b: &[T], c: &[T], f: &F) {
+    let (a, b, c) = (&a[..o.len()], &b[..o.len()], &c[..o.len()]);
+    for i in 0..o.len() {
+        o[i] = f(a[i], b[i], c[i]);
+    }
 }
 
 /// Runs the loop of [`update1`] on contiguous columns; see [`map1_kernel`].
@@ -311,12 +334,18 @@ fn update1_kernel<T: Scalar, F: Fn(T, T) -> T>(mut out: MatMut<'_, T>, a: MatRef
         let (Some(o), Some(a)) = (col_slice_mut(out.rb_mut(), col), col_slice(a, col)) else {
             return false;
         };
-        let a = &a[..o.len()];
-        for i in 0..o.len() {
-            o[i] = f(o[i], a[i]);
-        }
+        update1_column(o, a, f);
     }
     true
+}
+
+/// Runs the loop of [`update1_kernel`] on one column; see [`map1_column`].
+#[inline(always)]
+fn update1_column<T: Scalar, F: Fn(T, T) -> T>(o: &mut [T], a: &[T], f: &F) {
+    let a = &a[..o.len()];
+    for i in 0..o.len() {
+        o[i] = f(o[i], a[i]);
+    }
 }
 
 /// Runs the loop of [`update2`] on contiguous columns; see [`map1_kernel`].
@@ -335,12 +364,18 @@ fn update2_kernel<T: Scalar, F: Fn(T, T, T) -> T>(
         ) else {
             return false;
         };
-        let (a, b) = (&a[..o.len()], &b[..o.len()]);
-        for i in 0..o.len() {
-            o[i] = f(o[i], a[i], b[i]);
-        }
+        update2_column(o, a, b, f);
     }
     true
+}
+
+/// Runs the loop of [`update2_kernel`] on one column; see [`map1_column`].
+#[inline(always)]
+fn update2_column<T: Scalar, F: Fn(T, T, T) -> T>(o: &mut [T], a: &[T], b: &[T], f: &F) {
+    let (a, b) = (&a[..o.len()], &b[..o.len()]);
+    for i in 0..o.len() {
+        o[i] = f(o[i], a[i], b[i]);
+    }
 }
 
 dispatch! {
