@@ -5,6 +5,9 @@
 //! m = 100) and, in the same run, the four matrix products that the step
 //! contains, called directly through `faer::linalg::matmul::matmul` on the
 //! same shapes: Θ·X and A·X (overwriting) and Θᵀ·V and Aᵀ·W (accumulating).
+//! The adjoint products run on transposed copies of Θ and A for 2 to
+//! `TRANSPOSED_COPY_MAX_COLUMNS` columns, as the step's dense operators do,
+//! and the last column of the table times them on the transposed views.
 //! Both rates count `2 (2n² + 2mn)` flops per sample, so their ratio is the
 //! share of the bare product rate that the whole step reaches. The rest of the
 //! step is the element-wise prox and update work.
@@ -25,7 +28,8 @@ use std::time::{Duration, Instant};
 
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::matmul::matmul;
-use faer::{Accum, Mat, Par};
+use faer::{Accum, Mat, MatRef, Par};
+use optlayer::ops::TRANSPOSED_COPY_MAX_COLUMNS;
 use optlayer::problems::sparse_inverse::{SparseInverseConfig, SparseInverseProblem, build_model, cast};
 use optlayer::splittings::LadmmSteps;
 use optlayer::{PARALLEL_STEP_MIN_STATE, Scalar, Splitting};
@@ -61,6 +65,7 @@ struct Row {
     batch: usize,
     step: f64,
     gemm: f64,
+    gemm_views: f64,
     flops: f64,
 }
 
@@ -93,46 +98,54 @@ fn measure<T: Scalar>(problem: &SparseInverseProblem, rows: &mut Vec<Row>) {
         let mut theta_x = Mat::<T>::zeros(n, batch);
         let mut a_x = Mat::<T>::zeros(m, batch);
         let mut back = Mat::<T>::zeros(n, batch);
-        let gemm = median_seconds(|| {
-            matmul(
-                theta_x.as_mut(),
-                Accum::Replace,
-                theta.as_ref(),
-                x.as_ref(),
-                one,
-                Par::Seq,
-            );
-            matmul(
-                a_x.as_mut(),
-                Accum::Replace,
-                a.as_ref(),
-                x.as_ref(),
-                one,
-                Par::Seq,
-            );
-            matmul(
-                back.as_mut(),
-                Accum::Add,
-                theta.transpose(),
-                v.as_ref(),
-                one,
-                Par::Seq,
-            );
-            matmul(
-                back.as_mut(),
-                Accum::Add,
-                a.transpose(),
-                w.as_ref(),
-                one,
-                Par::Seq,
-            );
-            black_box((&theta_x, &a_x, &back));
-        });
+        // The adjoint products as the step runs them: on the transposed copies
+        // for 2 to TRANSPOSED_COPY_MAX_COLUMNS columns, on the views otherwise;
+        // and on the views alone, for comparison.
+        let theta_t = theta.transpose().to_owned();
+        let a_t = a.transpose().to_owned();
+        let uses_copy = (2..=TRANSPOSED_COPY_MAX_COLUMNS).contains(&batch);
+        let mut products = |theta_adjoint: MatRef<'_, T>, a_adjoint: MatRef<'_, T>| {
+            median_seconds(|| {
+                matmul(
+                    theta_x.as_mut(),
+                    Accum::Replace,
+                    theta.as_ref(),
+                    x.as_ref(),
+                    one,
+                    Par::Seq,
+                );
+                matmul(
+                    a_x.as_mut(),
+                    Accum::Replace,
+                    a.as_ref(),
+                    x.as_ref(),
+                    one,
+                    Par::Seq,
+                );
+                matmul(
+                    back.as_mut(),
+                    Accum::Add,
+                    theta_adjoint,
+                    v.as_ref(),
+                    one,
+                    Par::Seq,
+                );
+                matmul(back.as_mut(), Accum::Add, a_adjoint, w.as_ref(), one, Par::Seq);
+                black_box((&theta_x, &a_x, &back));
+            })
+        };
+        let gemm_views = products(theta.transpose(), a.transpose());
+        let gemm = if uses_copy {
+            products(theta_t.as_ref(), a_t.as_ref())
+        } else {
+            gemm_views
+        };
         rows.push(Row {
             precision: T::NAME,
             batch,
             step,
             gemm,
+            gemm_views,
             flops: (2 * batch * (2 * n * n + 2 * m * n)) as f64,
         });
     }
@@ -193,12 +206,12 @@ fn main() {
     measure::<f64>(&problem, &mut rows);
 
     println!(
-        "| precision | batch | step | iterations/s | step GFLOP/s | faer products | products GFLOP/s | ratio |"
+        "| precision | batch | step | iterations/s | step GFLOP/s | faer products | products GFLOP/s | ratio | products on views |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for row in &rows {
         println!(
-            "| {} | {} | {} | {:.0} | {:.1} | {} | {:.1} | {:.0}% |",
+            "| {} | {} | {} | {:.0} | {:.1} | {} | {:.1} | {:.0}% | {} |",
             row.precision,
             row.batch,
             format_time(row.step),
@@ -206,7 +219,8 @@ fn main() {
             row.flops / row.step / 1e9,
             format_time(row.gemm),
             row.flops / row.gemm / 1e9,
-            100.0 * row.gemm / row.step
+            100.0 * row.gemm / row.step,
+            format_time(row.gemm_views)
         );
     }
     for batch in BATCHES {
