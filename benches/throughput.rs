@@ -5,9 +5,9 @@
 //! m = 100) and, in the same run, the four matrix products that the step
 //! contains, called directly through `faer::linalg::matmul::matmul` on the
 //! same shapes: Θ·X and A·X (overwriting) and Θᵀ·V and Aᵀ·W (accumulating).
-//! The adjoint products run on transposed copies of Θ and A for 2 to
-//! `TRANSPOSED_COPY_MAX_COLUMNS` columns, as the step's dense operators do,
-//! and the last column of the table times them on the transposed views.
+//! The adjoint products run on transposed copies of Θ and A for two columns
+//! or more, as the step's dense operators do, and the last column of the
+//! table times them on the transposed views.
 //! Both rates count `2 (2n² + 2mn)` flops per sample, so their ratio is the
 //! share of the bare product rate that the whole step reaches. The rest of the
 //! step is the element-wise prox and update work.
@@ -29,7 +29,6 @@ use std::time::{Duration, Instant};
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatRef, Par};
-use optlayer::ops::TRANSPOSED_COPY_MAX_COLUMNS;
 use optlayer::problems::sparse_inverse::{SparseInverseConfig, SparseInverseProblem, build_model, cast};
 use optlayer::splittings::LadmmSteps;
 use optlayer::{PARALLEL_STEP_MIN_STATE, Scalar, Splitting};
@@ -98,12 +97,12 @@ fn measure<T: Scalar>(problem: &SparseInverseProblem, rows: &mut Vec<Row>) {
         let mut theta_x = Mat::<T>::zeros(n, batch);
         let mut a_x = Mat::<T>::zeros(m, batch);
         let mut back = Mat::<T>::zeros(n, batch);
-        // The adjoint products as the step runs them: on the transposed copies
-        // for 2 to TRANSPOSED_COPY_MAX_COLUMNS columns, on the views otherwise;
-        // and on the views alone, for comparison.
+        // The adjoint products as the step runs them, on the transposed copies
+        // for two columns or more and on the views for one. They are timed on
+        // the views alone too, for comparison.
         let theta_t = theta.transpose().to_owned();
         let a_t = a.transpose().to_owned();
-        let uses_copy = (2..=TRANSPOSED_COPY_MAX_COLUMNS).contains(&batch);
+        let uses_copy = batch >= 2;
         let mut products = |theta_adjoint: MatRef<'_, T>, a_adjoint: MatRef<'_, T>| {
             median_seconds(|| {
                 matmul(

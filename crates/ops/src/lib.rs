@@ -33,7 +33,7 @@ mod prox;
 mod smooth;
 
 pub use operators::ForwardDifference;
-pub use operators::{Dense, Identity, LearnableDense, Normalization, TRANSPOSED_COPY_MAX_COLUMNS};
+pub use operators::{Dense, Identity, LearnableDense, Normalization};
 pub use prox::{
     AffineSet, BoxConstrained, BoxSet, IndicatorPoint, L1Norm, L2Ball, LinfBall, Nonnegative, PointSource,
     Simplex, SquaredDistance, SquaredL2, Zero,

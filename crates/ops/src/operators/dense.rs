@@ -7,11 +7,11 @@ use super::{TransposedCopy, dense_apply, dense_apply_adjoint};
 
 /// A fixed dense matrix, such as the measurement matrix `A` of an inverse problem.
 ///
-/// It keeps a transposed copy of the matrix, on which adjoint products of 2
-/// to [`TRANSPOSED_COPY_MAX_COLUMNS`](super::TRANSPOSED_COPY_MAX_COLUMNS)
-/// columns run faster, with the same result;
+/// It keeps a transposed copy of the matrix. Adjoint products of two columns
+/// or more run on it, faster for narrow batches and as fast for wide ones.
 /// [`without_transposed_copy`](Self::without_transposed_copy) saves that
-/// memory.
+/// memory. For some matrices with one or two rows or columns, the copy
+/// changes the last bit of some results.
 #[derive(Clone, Debug)]
 pub struct Dense<T: Scalar> {
     matrix: Mat<T>,
@@ -32,8 +32,8 @@ impl<T: Scalar> Dense<T> {
     }
 
     /// Drops the transposed copy, which takes as much memory as the matrix.
-    /// Adjoint products then run on the transposed view, with the same
-    /// result and more time for narrow batches.
+    /// Adjoint products then run on the transposed view, which takes more
+    /// time for narrow batches.
     pub fn without_transposed_copy(mut self) -> Self {
         self.transposed = None;
         self

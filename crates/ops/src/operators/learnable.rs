@@ -44,13 +44,15 @@ impl Normalization {
 /// Its gradients are `∂⟨G, Θ X⟩/∂Θ = G Xᵀ` and `∂⟨H, Θᵀ Y⟩/∂Θ = Y Hᵀ`, each
 /// summed over the batch by one matrix product.
 ///
-/// Like [`Dense`](super::Dense), it keeps a transposed copy of Θ for the
-/// adjoint products of narrow batches, unless built
+/// Like [`Dense`](super::Dense), it keeps a transposed copy of Θ for adjoint
+/// products, unless built
 /// [`without_transposed_copy`](Self::without_transposed_copy). Writing Θ
 /// through [`param_mut`](Parameterized::param_mut) marks the copy out of
-/// date, so products use the transposed view of Θ (same result, more time)
-/// until [`after_param_update`](Parameterized::after_param_update) copies Θ
-/// again.
+/// date, so products use the transposed view of Θ until
+/// [`after_param_update`](Parameterized::after_param_update) or
+/// [`set_warm_start_state`](Parameterized::set_warm_start_state) copies Θ
+/// again. For most shapes the view gives the same bits. For some matrices
+/// with one or two rows or columns, the last bit of some results differs.
 #[derive(Clone, Debug)]
 pub struct LearnableDense<T: Scalar> {
     name: String,
@@ -93,8 +95,8 @@ impl<T: Scalar> LearnableDense<T> {
     }
 
     /// Drops the transposed copy, which takes as much memory as Θ. Adjoint
-    /// products then run on the transposed view, with the same result and
-    /// more time for narrow batches.
+    /// products then run on the transposed view, which takes more time for
+    /// narrow batches.
     pub fn without_transposed_copy(mut self) -> Self {
         self.transposed = None;
         self
@@ -217,6 +219,10 @@ impl<T: Scalar> Parameterized<T> for LearnableDense<T> {
             let what = format!("power-iteration vector of parameter '{}'", self.name);
             self.power_vector = decode_warm_start_vector(&what, vector, self.matrix.ncols())?;
         }
+        // Restoring a checkpoint writes Θ through `param_mut` and ends here
+        // without `after_param_update`; a current copy keeps its results
+        // those of the uninterrupted run.
+        self.refresh_transposed();
         Ok(())
     }
 }

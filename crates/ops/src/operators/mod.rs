@@ -12,17 +12,6 @@ use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatMut, MatRef, Par};
 use optlayer_core::Scalar;
 
-/// The widest batch whose adjoint product runs on the transposed copy of a
-/// dense matrix.
-///
-/// With faer 0.24, `Mᵀ Y` with `Mᵀ` stored column-major takes about half the
-/// time of the same product on the transposed view of `M` for 2 to 4
-/// columns, and 5% to 10% less at 32 columns. From about 64 columns on, the
-/// two take the same time; docs/benchmarks.md has the figures. Both give the
-/// same result bit for bit for 2 columns or more. A single column takes
-/// another kernel, whose rounding differs, so it always uses the view.
-pub const TRANSPOSED_COPY_MAX_COLUMNS: usize = 48;
-
 /// Computes `out = alpha * M x` or `out += alpha * M x` with faer's kernel.
 fn dense_apply<T: Scalar>(
     out: MatMut<'_, T>,
@@ -35,10 +24,21 @@ fn dense_apply<T: Scalar>(
     matmul(out, accum, m, x, alpha, par);
 }
 
-/// Computes `out = alpha * Mᵀ y` or `out += alpha * Mᵀ y`, on the transposed
-/// copy when there is a current one and `y` has 2 to
-/// [`TRANSPOSED_COPY_MAX_COLUMNS`] columns, and on the transposed view of `m`
-/// otherwise.
+/// Computes `out = alpha * Mᵀ y` or `out += alpha * Mᵀ y`: on the transposed
+/// copy when there is a current one and `y` has two columns or more, and on
+/// the transposed view of `m` otherwise.
+///
+/// With faer 0.24, `Mᵀ Y` with `Mᵀ` stored column-major takes about half the
+/// time of the same product on the transposed view of `M` for 2 to 4
+/// columns, and 5% to 10% less at 32 columns. From about 64 columns on, the
+/// two take the same time; docs/benchmarks.md has the figures. The copy is
+/// used at every width of two columns or more, so that a column's result
+/// does not depend on how many columns are multiplied with it. A single
+/// column takes another kernel, whose rounding differs, so it always uses
+/// the view.
+///
+/// The two give the same result bit for bit for most shapes, but not all:
+/// for some matrices with one or two rows or columns the last bit differs.
 fn dense_apply_adjoint<T: Scalar>(
     out: MatMut<'_, T>,
     accum: Accum,
@@ -49,9 +49,7 @@ fn dense_apply_adjoint<T: Scalar>(
     par: Par,
 ) {
     let lhs = match copy {
-        Some(copy) if copy.current && (2..=TRANSPOSED_COPY_MAX_COLUMNS).contains(&y.ncols()) => {
-            copy.matrix.as_ref()
-        }
+        Some(copy) if copy.current && y.ncols() >= 2 => copy.matrix.as_ref(),
         _ => m.transpose(),
     };
     matmul(out, accum, lhs, y, alpha, par);
