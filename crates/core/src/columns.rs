@@ -254,9 +254,9 @@ fn map1_kernel<T: Scalar, F: Fn(T) -> T>(mut out: MatMut<'_, T>, a: MatRef<'_, T
 /// Runs the loop of [`map1_kernel`] on one column. Slices passed as
 /// arguments carry the compiler's no-alias guarantee into the inlined loop,
 /// so it is vectorized without a runtime overlap test. Inlined into the
-/// column loop, that test spans all columns of the matrices, and it fails
-/// when `out` and an input are row blocks of one matrix, as two parts of a
-/// splitting's state are: the scalar loop then ran instead.
+/// column loop, that test spans all columns of the matrices. It fails when
+/// `out` and an input are row blocks of one matrix, as two parts of a
+/// splitting's state are, and the scalar loop then ran instead.
 #[inline(always)]
 fn map1_column<T: Scalar, F: Fn(T) -> T>(o: &mut [T], a: &[T], f: &F) {
     let a = &a[..o.len()];
