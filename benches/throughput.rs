@@ -20,6 +20,9 @@
 //! (`Par::rayon(2)`) for larger problems, the case where the layer's
 //! `ThreadPlan` gives a block spare threads, around `PARALLEL_STEP_MIN_STATE`.
 //!
+//! Last, it times the fingerprint of a 250 x 250 `f32` matrix, which a
+//! training step computes for Θ to detect a stale forward pass.
+//!
 //! Run with `cargo bench --bench throughput`; the tables are printed and the
 //! figures are recorded in docs/benchmarks.md.
 
@@ -31,7 +34,7 @@ use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatRef, Par};
 use optlayer::problems::sparse_inverse::{SparseInverseConfig, SparseInverseProblem, build_model, cast};
 use optlayer::splittings::LadmmSteps;
-use optlayer::{PARALLEL_STEP_MIN_STATE, Scalar, Splitting};
+use optlayer::{PARALLEL_STEP_MIN_STATE, Scalar, Splitting, matrix_fingerprint};
 
 const ROUNDS: usize = 15;
 const ROUND_TIME: Duration = Duration::from_millis(40);
@@ -249,4 +252,12 @@ fn main() {
             one / two
         );
     }
+
+    // A training step hashes Θ and the data batch to detect a stale forward pass.
+    let theta = Mat::<f32>::from_fn(250, 250, |i, j| ((i * 3 + j) as f32 * 0.01).sin());
+    let hash = median_seconds(|| {
+        black_box(matrix_fingerprint(black_box(theta.as_ref())));
+    });
+    println!();
+    println!("fingerprint of a 250 x 250 f32 matrix: {}", format_time(hash));
 }

@@ -286,7 +286,7 @@ fn map2_kernel<T: Scalar, F: Fn(T, T) -> T>(
     true
 }
 
-/// Runs the loop of [`map2_kernel`] on one column; see [`map1_column`].
+/// Runs the loop of [`map2_kernel`] on one column, as [`map1_column`] does.
 #[inline(always)]
 fn map2_column<T: Scalar, F: Fn(T, T) -> T>(o: &mut [T], a: &[T], b: &[T], f: &F) {
     let (a, b) = (&a[..o.len()], &b[..o.len()]);
@@ -318,7 +318,7 @@ fn map3_kernel<T: Scalar, F: Fn(T, T, T) -> T>(
     true
 }
 
-/// Runs the loop of [`map3_kernel`] on one column; see [`map1_column`].
+/// Runs the loop of [`map3_kernel`] on one column, as [`map1_column`] does.
 #[inline(always)]
 fn map3_column<T: Scalar, F: Fn(T, T, T) -> T>(o: &mut [T], a: &[T], b: &[T], c: &[T], f: &F) {
     let (a, b, c) = (&a[..o.len()], &b[..o.len()], &c[..o.len()]);
@@ -339,7 +339,7 @@ fn update1_kernel<T: Scalar, F: Fn(T, T) -> T>(mut out: MatMut<'_, T>, a: MatRef
     true
 }
 
-/// Runs the loop of [`update1_kernel`] on one column; see [`map1_column`].
+/// Runs the loop of [`update1_kernel`] on one column, as [`map1_column`] does.
 #[inline(always)]
 fn update1_column<T: Scalar, F: Fn(T, T) -> T>(o: &mut [T], a: &[T], f: &F) {
     let a = &a[..o.len()];
@@ -369,7 +369,7 @@ fn update2_kernel<T: Scalar, F: Fn(T, T, T) -> T>(
     true
 }
 
-/// Runs the loop of [`update2_kernel`] on one column; see [`map1_column`].
+/// Runs the loop of [`update2_kernel`] on one column, as [`map1_column`] does.
 #[inline(always)]
 fn update2_column<T: Scalar, F: Fn(T, T, T) -> T>(o: &mut [T], a: &[T], b: &[T], f: &F) {
     let (a, b) = (&a[..o.len()], &b[..o.len()]);

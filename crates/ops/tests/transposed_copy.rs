@@ -92,12 +92,12 @@ fn check_shapes<T: Scalar>(precision: &str) {
 }
 
 #[test]
-fn adjoint_on_the_copy_equals_the_view_f64() {
+fn copy_matches_view_f64() {
     check_shapes::<f64>("f64");
 }
 
 #[test]
-fn adjoint_on_the_copy_equals_the_view_f32() {
+fn copy_matches_view_f32() {
     check_shapes::<f32>("f32");
 }
 
@@ -218,7 +218,7 @@ fn written_parameter_is_used_at_once() {
     assert_same_bits(&refreshed, &want, "after after_param_update");
 }
 
-/// Normalization rescales Θ in place; the copy follows it.
+/// Normalization rescales Θ in place, and the copy follows it.
 #[test]
 fn normalized_parameter_is_used() {
     let (rows, cols, width) = (25, 25, 8);

@@ -616,8 +616,8 @@ impl<T: Scalar> Splitting for LinearizedAdmm<T> {
             let (mut v, stack) = temp_mat_zeroed::<T, _, _>(r, batch, stack);
             let mut v = v.as_mat_mut();
 
-            // Kx goes into the rows of ν⁺, which hold it until ν⁺ is computed
-            // over it. The prox argument is v = p + λ(ν + α(Kx − p)).
+            // Kx is written into the rows of ν⁺, and ν⁺ is later computed over
+            // it in place. The prox argument is v = p + λ(ν + α(Kx − p)).
             block
                 .operator
                 .apply(nu_next.rb_mut(), Accum::Replace, one, x, par, stack);

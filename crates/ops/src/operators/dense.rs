@@ -3,7 +3,7 @@ use faer::{Accum, Mat, MatMut, MatRef, Par};
 use optlayer_core::validate::{check_finite, check_nonempty};
 use optlayer_core::{Operator, Parameterized, Result, Scalar};
 
-use super::{TransposedCopy, dense_apply, dense_apply_adjoint};
+use super::{TransposedCopy, adjoint_operand, dense_apply};
 
 /// A fixed dense matrix, such as the measurement matrix `A` of an inverse problem.
 ///
@@ -77,14 +77,7 @@ impl<T: Scalar> Operator<T> for Dense<T> {
         par: Par,
         _stack: &mut MemStack,
     ) {
-        dense_apply_adjoint(
-            out,
-            accum,
-            alpha,
-            self.matrix.as_ref(),
-            self.transposed.as_ref(),
-            y,
-            par,
-        );
+        let lhs = adjoint_operand(self.matrix.as_ref(), self.transposed.as_ref(), y.ncols());
+        dense_apply(out, accum, alpha, lhs, y, par);
     }
 }

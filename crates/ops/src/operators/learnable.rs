@@ -7,7 +7,7 @@ use optlayer_core::{
     Error, Operator, ParamInfo, Parameterized, Result, Scalar, power_iteration, power_iteration_from,
 };
 
-use super::{TransposedCopy, dense_apply, dense_apply_adjoint};
+use super::{TransposedCopy, adjoint_operand, dense_apply};
 
 /// The rescaling of a [`LearnableDense`] matrix after every parameter update.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -219,9 +219,9 @@ impl<T: Scalar> Parameterized<T> for LearnableDense<T> {
             let what = format!("power-iteration vector of parameter '{}'", self.name);
             self.power_vector = decode_warm_start_vector(&what, vector, self.matrix.ncols())?;
         }
-        // Restoring a checkpoint writes Θ through `param_mut` and ends here
-        // without `after_param_update`; a current copy keeps its results
-        // those of the uninterrupted run.
+        // Restoring a checkpoint writes Θ through `param_mut` and ends here,
+        // without `after_param_update`. Copying Θ now makes the restored
+        // model multiply as the uninterrupted run did.
         self.refresh_transposed();
         Ok(())
     }
@@ -257,15 +257,8 @@ impl<T: Scalar> Operator<T> for LearnableDense<T> {
         par: Par,
         _stack: &mut MemStack,
     ) {
-        dense_apply_adjoint(
-            out,
-            accum,
-            alpha,
-            self.matrix.as_ref(),
-            self.transposed.as_ref(),
-            y,
-            par,
-        );
+        let lhs = adjoint_operand(self.matrix.as_ref(), self.transposed.as_ref(), y.ncols());
+        dense_apply(out, accum, alpha, lhs, y, par);
     }
 
     fn accumulate_grad(&self, grads: &mut [Mat<T>], alpha: T, g: MatRef<'_, T>, x: MatRef<'_, T>, par: Par) {

@@ -24,9 +24,9 @@ fn dense_apply<T: Scalar>(
     matmul(out, accum, m, x, alpha, par);
 }
 
-/// Computes `out = alpha * Mᵀ y` or `out += alpha * Mᵀ y`: on the transposed
-/// copy when there is a current one and `y` has two columns or more, and on
-/// the transposed view of `m` otherwise.
+/// Returns the left operand of `Mᵀ Y` for a `Y` of `columns` columns: the
+/// transposed copy when there is a current one and `columns` is two or more,
+/// and the transposed view of `m` otherwise.
 ///
 /// With faer 0.24, `Mᵀ Y` with `Mᵀ` stored column-major takes about half the
 /// time of the same product on the transposed view of `M` for 2 to 4
@@ -37,31 +37,26 @@ fn dense_apply<T: Scalar>(
 /// column takes another kernel, whose rounding differs, so it always uses
 /// the view.
 ///
-/// The two give the same result bit for bit for most shapes, but not all:
-/// for some matrices with one or two rows or columns the last bit differs.
-fn dense_apply_adjoint<T: Scalar>(
-    out: MatMut<'_, T>,
-    accum: Accum,
-    alpha: T,
-    m: MatRef<'_, T>,
-    copy: Option<&TransposedCopy<T>>,
-    y: MatRef<'_, T>,
-    par: Par,
-) {
-    let lhs = match copy {
-        Some(copy) if copy.current && y.ncols() >= 2 => copy.matrix.as_ref(),
+/// The two give the same result bit for bit for most shapes, but not all.
+/// For some matrices with one or two rows or columns the last bit differs.
+fn adjoint_operand<'a, T: Scalar>(
+    m: MatRef<'a, T>,
+    copy: Option<&'a TransposedCopy<T>>,
+    columns: usize,
+) -> MatRef<'a, T> {
+    match copy {
+        Some(copy) if copy.current && columns >= 2 => copy.matrix.as_ref(),
         _ => m.transpose(),
-    };
-    matmul(out, accum, lhs, y, alpha, par);
+    }
 }
 
-/// `Mᵀ` stored column-major beside a dense matrix `M`, for the adjoint
-/// products of narrow batches.
+/// `Mᵀ` stored column-major beside a dense matrix `M`, for adjoint products
+/// of two columns or more.
 #[derive(Clone, Debug)]
 struct TransposedCopy<T: Scalar> {
     matrix: Mat<T>,
     /// False from the moment `M` may have been written until the next
-    /// [`refresh`](Self::refresh); the products then use the view of `M`.
+    /// [`refresh`](Self::refresh). Products then use the view of `M`.
     current: bool,
 }
 
