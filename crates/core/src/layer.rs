@@ -28,6 +28,12 @@ pub struct ForwardOptions {
     /// Anderson acceleration of the iteration. `None`, the default, runs
     /// the plain iteration `z⁺ = T(z)`.
     pub anderson: Option<AndersonOptions>,
+    /// Most samples one thread iterates together. A thread's columns are
+    /// split into blocks of nearly equal size no wider than this, and each
+    /// block runs to its end before the next starts, so that its states stay
+    /// in cache. `None`, the default, takes [`block_columns`] of the state
+    /// dimension.
+    pub block_columns: Option<usize>,
 }
 
 impl Default for ForwardOptions {
@@ -38,6 +44,7 @@ impl Default for ForwardOptions {
             atol: 0.0,
             threads: 1,
             anderson: None,
+            block_columns: None,
         }
     }
 }
@@ -70,6 +77,12 @@ impl ForwardOptions {
         self
     }
 
+    /// Sets the most samples one thread iterates together.
+    pub fn with_block_columns(mut self, columns: usize) -> Self {
+        self.block_columns = Some(columns);
+        self
+    }
+
     /// Checks every setting.
     ///
     /// # Errors
@@ -87,6 +100,13 @@ impl ForwardOptions {
                 name: "threads".into(),
                 value: 0.0,
                 requirement: "must be at least 1".into(),
+            });
+        }
+        if self.block_columns == Some(0) {
+            return Err(Error::InvalidParameter {
+                name: "block_columns".into(),
+                value: 0.0,
+                requirement: "must be at least 1, or None to choose from the state size".into(),
             });
         }
         check_nonnegative("rtol", self.rtol)?;
@@ -107,6 +127,21 @@ impl ForwardOptions {
 /// and with 3,040 they were 1.16 to 1.24 times faster.
 pub const PARALLEL_STEP_MIN_STATE: usize = 3000;
 
+/// Bytes of state that [`block_columns`] aims to keep in one block. On the
+/// machine of docs/benchmarks.md (512 KiB of second-level cache per core),
+/// 1,000 reference samples ran fastest per iteration in blocks of 64 to 256
+/// columns, and 100 samples in one block of 100 rather than two of 50.
+pub const BLOCK_STATE_BYTES: usize = 1 << 20;
+
+/// Returns the default width of the column blocks a thread iterates one
+/// after the other (see [`ForwardOptions::block_columns`]): as many states
+/// of `state_dim` entries of `T` as fill [`BLOCK_STATE_BYTES`], between 32
+/// and 256 columns.
+pub fn block_columns<T>(state_dim: usize) -> usize {
+    let bytes = state_dim.max(1) * core::mem::size_of::<T>().max(1);
+    (BLOCK_STATE_BYTES / bytes).clamp(32, 256)
+}
+
 /// The split of a forward pass's threads, chosen from the thread count, the
 /// batch size and the state dimension.
 ///
@@ -123,13 +158,17 @@ pub const PARALLEL_STEP_MIN_STATE: usize = 3000;
 /// column rounds differently on several threads, so a batch of one sample
 /// always steps on one thread.
 ///
+/// Each thread then iterates its columns in narrower blocks, one after the
+/// other, as [`ForwardOptions::block_columns`] sets.
+///
 /// NOTE: the blocks also change how many columns a product multiplies at
 /// once. For some matrix shapes, faer 0.24 rounds a product of two columns
 /// differently from the same columns in a wider batch: 37 x 53, 53 x 37,
 /// 300 x 2 and 2 x 300 among those tried (`crates/ops/tests/transposed_copy.rs`).
-/// With such operators, results with several threads can differ from one
-/// thread's in the last bits. The tests that compare thread counts, on the
-/// reference sparse inverse problem among others, found no difference.
+/// With such operators, results with several threads, or with another
+/// block width, can differ in the last bits. The tests that compare thread
+/// counts and block widths, on the reference sparse inverse problem among
+/// others, found no difference.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ThreadPlan {
     /// Number of column blocks, each iterated on its own thread.
@@ -451,13 +490,17 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
         let mut final_state = Mat::zeros(state.nrows(), batch);
         let mut samples = Vec::with_capacity(batch);
 
+        let width = options
+            .block_columns
+            .unwrap_or_else(|| block_columns::<T>(self.splitting.state_dim()));
         if chunks <= 1 {
-            samples = iterate_any(
+            samples = iterate_chunk(
                 &self.splitting,
                 state.as_ref(),
                 data,
                 options,
                 steps,
+                width,
                 final_state.as_mut(),
             );
         } else {
@@ -473,7 +516,8 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
                         let d = data.subcols(start, end - start);
                         scope.spawn(move || {
                             let mut out = Mat::zeros(z0.nrows(), z0.ncols());
-                            let reports = iterate_any(splitting, z0, d, options, steps, out.as_mut());
+                            let reports =
+                                iterate_chunk(splitting, z0, d, options, steps, width, out.as_mut());
                             (out, reports)
                         })
                     })
@@ -512,6 +556,36 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
             fingerprint,
         })
     }
+}
+
+/// Iterates the columns of one thread in blocks of nearly equal size, at
+/// most `width` wide, one block after the other, and writes the final states
+/// into `out`. Returns one report per column.
+fn iterate_chunk<T: Scalar, Alg: Splitting<Real = T>>(
+    splitting: &Alg,
+    initial_state: MatRef<'_, T>,
+    data: MatRef<'_, T>,
+    options: &ForwardOptions,
+    steps: BlockSteps,
+    width: usize,
+    mut out: MatMut<'_, T>,
+) -> Vec<SampleReport<T>> {
+    let columns = initial_state.ncols();
+    let blocks = columns.div_ceil(width.max(1)).max(1);
+    let mut reports = Vec::with_capacity(columns);
+    for block in 0..blocks {
+        let start = block * columns / blocks;
+        let len = (block + 1) * columns / blocks - start;
+        reports.extend(iterate_any(
+            splitting,
+            initial_state.subcols(start, len),
+            data.subcols(start, len),
+            options,
+            steps,
+            out.rb_mut().subcols_mut(start, len),
+        ));
+    }
+    reports
 }
 
 /// Iterates one block of columns with the plain or the accelerated loop, as

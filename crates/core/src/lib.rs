@@ -41,7 +41,8 @@ pub use backward::{
 pub use error::{Error, Result};
 pub use jfb::{FixedPointJfb, JfbOutput, LossFn, mse, mse_loss};
 pub use layer::{
-    ForwardOptions, ForwardResult, OptLayer, PARALLEL_STEP_MIN_STATE, SampleReport, Status, ThreadPlan,
+    BLOCK_STATE_BYTES, ForwardOptions, ForwardResult, OptLayer, PARALLEL_STEP_MIN_STATE, SampleReport,
+    Status, ThreadPlan, block_columns,
 };
 pub use operator::{Operator, power_iteration, power_iteration_from};
 pub use params::{
