@@ -20,6 +20,10 @@
 //! (`Par::rayon(2)`) for larger problems, the case where the layer's
 //! `ThreadPlan` gives a block spare threads, around `PARALLEL_STEP_MIN_STATE`.
 //!
+//! A third table times a forward pass of 1,000 samples (20 iterations, all
+//! samples active) iterated in column blocks of several widths
+//! (`ForwardOptions::block_columns`), one thread, per sample and iteration.
+//!
 //! Last, it times the fingerprint of a 250 x 250 `f32` matrix, which a
 //! training step computes for Θ to detect a stale forward pass.
 //!
@@ -34,7 +38,9 @@ use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatRef, Par};
 use optlayer::problems::sparse_inverse::{SparseInverseConfig, SparseInverseProblem, build_model, cast};
 use optlayer::splittings::LadmmSteps;
-use optlayer::{PARALLEL_STEP_MIN_STATE, Scalar, Splitting, matrix_fingerprint};
+use optlayer::{
+    ForwardOptions, OptLayer, PARALLEL_STEP_MIN_STATE, Scalar, Splitting, block_columns, matrix_fingerprint,
+};
 
 const ROUNDS: usize = 15;
 const ROUND_TIME: Duration = Duration::from_millis(40);
@@ -187,6 +193,37 @@ fn spare_thread_step(n: usize) -> (usize, f64, f64) {
     (state, times[0], times[1])
 }
 
+/// Times a 20-iteration forward pass of the 1,000 training samples in blocks
+/// of 1,000, 256, 128 and 64 columns and of the default width; returns the
+/// precision, the width (`default` names the default's) and the seconds per
+/// sample and iteration.
+fn block_widths<T: Scalar>(problem: &SparseInverseProblem) -> Vec<(&'static str, String, f64)> {
+    const ITERS: usize = 20;
+    let precision = if size_of::<T>() == 4 { "f32" } else { "f64" };
+    let model = build_model::<T>(&problem.theta0, &problem.a, problem.reference_steps().unwrap()).unwrap();
+    let default = block_columns::<T>(model.state_dim());
+    let options = ForwardOptions::new(ITERS, 0.0);
+    let layer = OptLayer::new(model, options.clone()).unwrap();
+    let data = cast::<T>(&problem.train.data().to_owned());
+    let batch = data.ncols();
+    [1000, 256, 128, 64, default]
+        .into_iter()
+        .enumerate()
+        .map(|(i, width)| {
+            let options = options.clone().with_block_columns(width);
+            let seconds = median_seconds(|| {
+                black_box(layer.forward_with(data.as_ref(), &options).unwrap());
+            });
+            let label = if i == 4 {
+                format!("{width} (default)")
+            } else {
+                width.to_string()
+            };
+            (precision, label, seconds / (ITERS * batch) as f64)
+        })
+        .collect()
+}
+
 fn format_time(seconds: f64) -> String {
     if seconds < 1e-3 {
         format!("{:.1} µs", seconds * 1e6)
@@ -251,6 +288,17 @@ fn main() {
             format_time(two),
             one / two
         );
+    }
+
+    println!();
+    println!("forward pass of 1000 samples in column blocks, one thread, per sample and iteration");
+    println!("| precision | block width | time |");
+    println!("|---|---:|---:|");
+    for (precision, width, seconds) in block_widths::<f32>(&problem)
+        .into_iter()
+        .chain(block_widths::<f64>(&problem))
+    {
+        println!("| {precision} | {width} | {:.3} µs |", seconds * 1e6);
     }
 
     // A training step hashes Θ and the data batch to detect a stale forward pass.

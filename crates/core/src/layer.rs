@@ -162,13 +162,18 @@ pub fn block_columns<T>(state_dim: usize) -> usize {
 /// other, as [`ForwardOptions::block_columns`] sets.
 ///
 /// NOTE: the blocks also change how many columns a product multiplies at
-/// once. For some matrix shapes, faer 0.24 rounds a product of two columns
-/// differently from the same columns in a wider batch: 37 x 53, 53 x 37,
-/// 300 x 2 and 2 x 300 among those tried (`crates/ops/tests/transposed_copy.rs`).
-/// With such operators, results with several threads, or with another
-/// block width, can differ in the last bits. The tests that compare thread
-/// counts and block widths, on the reference sparse inverse problem among
-/// others, found no difference.
+/// once. faer 0.24 multiplies an `m x k` matrix by `n` columns with a kernel
+/// for small products when `m·k·n ≤ 4096` (`NANO_GEMM_THRESHOLD` in its
+/// `linalg::matmul`) and with its blocked kernel above, and the two round
+/// differently. For an operator with `m·k ≤ 2048` (37 x 53, 53 x 37, 300 x 2
+/// and 2 x 300 among those tried, `crates/ops/tests/transposed_copy.rs`), a
+/// block of two columns and a wider one can take different kernels, so
+/// results with several threads, or with another block width, can differ
+/// in the last bits. Larger operators of two rows and two columns or more,
+/// such as those of the reference sparse inverse problem, take the blocked
+/// kernel at every width of two or more (faer has other paths for one row
+/// or one inner column). The tests that compare thread counts and block widths found no
+/// difference.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ThreadPlan {
     /// Number of column blocks, each iterated on its own thread.
