@@ -2,10 +2,13 @@
 //! training step, measured in one run.
 //!
 //! The bench writes the reference sparse inverse problem (n = 250, m = 100,
-//! the Θ and step sizes of the model as built) to a temporary folder, times
-//! optlayer, then runs `benches/peer/ladmm_torch.py` on the same files with
-//! the same thread count and prints both figures and their ratio. Both sides
-//! take the median over rounds of the same length (see `median_seconds`).
+//! the Θ and step sizes of the model as built) to a temporary folder and
+//! starts `benches/peer/ladmm_torch.py` on the same files with the same
+//! thread count, in the script's serve mode. Each row is measured
+//! [`REPEATS`] times by each side, alternating which side goes first. A
+//! measurement is the median over rounds of the same length on both sides
+//! (see `median_seconds`). A row prints the median of each side's times,
+//! the median of the per-repeat ratios and their range.
 //!
 //! - step: one forward iteration, single-threaded, from the state after 50
 //!   iterations;
@@ -19,8 +22,9 @@
 //! optlayer figures alone and prints the reason.
 
 use std::hint::black_box;
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use faer::dyn_stack::{MemBuffer, MemStack};
@@ -41,6 +45,8 @@ const STEP_BATCHES: [usize; 5] = [1, 10, 32, 100, 1000];
 const TRAIN_BATCHES: [usize; 5] = [1, 10, 32, 100, 1000];
 const TRAIN_ITERS: usize = 400;
 const THREADS: [usize; 2] = [1, 2];
+/// Alternating measurements of each row by both sides.
+const REPEATS: usize = 3;
 
 /// Returns the median over rounds of the seconds per call of `f`; a round
 /// repeats the call until [`ROUND_TIME`] has passed. Calls of more than 0.1 s
@@ -141,44 +147,99 @@ fn training_step_seconds<T: Scalar>(problem: &SparseInverseProblem, batch: usize
     })
 }
 
-/// Runs the PyTorch script; returns its JSON output or the reason it failed.
-fn run_torch(dir: &Path, threads: usize, steps: bool) -> Result<serde_json::Value, String> {
-    let python = std::env::var("PEER_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peer/ladmm_torch.py");
-    let list = |batches: &[usize]| {
-        batches
-            .iter()
-            .map(|b| b.to_string())
-            .collect::<Vec<_>>()
-            .join(",")
-    };
-    let output = Command::new(&python)
-        .arg(&script)
-        .arg(dir)
-        .args(["--threads", &threads.to_string()])
-        .args([
-            "--batches",
-            &if steps { list(&STEP_BATCHES) } else { String::new() },
-        ])
-        .args(["--train-batches", &list(&TRAIN_BATCHES)])
-        .args(["--train-iters", &TRAIN_ITERS.to_string()])
-        .output()
-        .map_err(|e| format!("cannot run {python}: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "{python} {} failed: {}",
-            script.display(),
-            String::from_utf8_lossy(&output.stderr)
-        ));
+/// The PyTorch script running in its serve mode: it replies to one timing
+/// request per line, so the bench can alternate its measurements with the
+/// script's.
+struct Torch {
+    child: Child,
+    requests: ChildStdin,
+    replies: BufReader<ChildStdout>,
+    /// torch's version and thread count, from the script's first line.
+    version: String,
+    threads: u64,
+}
+
+impl Torch {
+    /// Starts the script on the problem in `dir` with `threads` threads.
+    fn start(dir: &Path, threads: usize) -> Result<Self, String> {
+        let python = std::env::var("PEER_PYTHON").unwrap_or_else(|_| "python3".into());
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peer/ladmm_torch.py");
+        let mut child = Command::new(&python)
+            .arg(&script)
+            .arg(dir)
+            .args(["--threads", &threads.to_string()])
+            .args(["--train-iters", &TRAIN_ITERS.to_string()])
+            .arg("--serve")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run {python}: {e}"))?;
+        let (Some(requests), Some(replies)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err("the script's standard input or output is not a pipe".into());
+        };
+        let mut torch = Self {
+            child,
+            requests,
+            replies: BufReader::new(replies),
+            version: String::new(),
+            threads: 0,
+        };
+        let hello = torch
+            .read_reply()
+            .map_err(|e| format!("{python} {}: {e}", script.display()))?;
+        torch.version = hello["torch"].as_str().unwrap_or("?").to_string();
+        torch.threads = hello["threads"].as_u64().unwrap_or(0);
+        Ok(torch)
     }
-    serde_json::from_slice(&output.stdout).map_err(|e| format!("unreadable output of the script: {e}"))
+
+    fn read_reply(&mut self) -> Result<serde_json::Value, String> {
+        let mut line = String::new();
+        let read = self
+            .replies
+            .read_line(&mut line)
+            .map_err(|e| format!("cannot read the script's reply: {e}"))?;
+        if read == 0 {
+            return Err("the script stopped (its error output is above)".into());
+        }
+        let reply: serde_json::Value =
+            serde_json::from_str(&line).map_err(|e| format!("unreadable reply {line:?}: {e}"))?;
+        match reply["error"].as_str() {
+            Some(error) => Err(format!("the script replied: {error}")),
+            None => Ok(reply),
+        }
+    }
+
+    /// Sends one request line and returns the reply.
+    fn ask(&mut self, request: &str) -> Result<serde_json::Value, String> {
+        writeln!(self.requests, "{request}")
+            .and_then(|()| self.requests.flush())
+            .map_err(|e| format!("cannot send {request:?} to the script: {e}"))?;
+        self.read_reply()
+    }
+
+    /// Returns PyTorch's median seconds of `kind` (`step` or
+    /// `training_step`) in `precision` at `batch`.
+    fn seconds(&mut self, kind: &str, precision: &str, batch: usize) -> Result<f64, String> {
+        let reply = self.ask(&format!("{kind} {precision} {batch}"))?;
+        reply["seconds"]
+            .as_f64()
+            .ok_or_else(|| format!("no seconds in the reply {reply}"))
+    }
+}
+
+impl Drop for Torch {
+    fn drop(&mut self) {
+        let _ = writeln!(self.requests, "quit").and_then(|()| self.requests.flush());
+        let _ = self.child.wait();
+    }
 }
 
 /// Returns the largest difference between optlayer's iterate after the
-/// script's iteration count on its first samples (in f64) and the script's.
+/// script's iteration count on its first samples (in f64) and the script's,
+/// from the script's reply to `check`.
 fn check_same_iteration(problem: &SparseInverseProblem, json: &serde_json::Value) -> Option<f64> {
-    let iters = json["check"]["iters"].as_u64()? as usize;
-    let rows = json["check"]["x"].as_array()?;
+    let iters = json["iters"].as_u64()? as usize;
+    let rows = json["x"].as_array()?;
     let layer = OptLayer::new(model::<f64>(problem), ForwardOptions::new(iters, 0.0)).ok()?;
     let data = problem.train.data().subcols(0, rows.len()).to_owned();
     let x = layer.forward(data.as_ref()).ok()?.x;
@@ -201,11 +262,59 @@ fn format_time(seconds: f64) -> String {
     }
 }
 
-fn cell(torch: Option<f64>, ours: f64) -> (String, String) {
-    match torch {
-        Some(t) => (format_time(t), format!("{:.2}x", t / ours)),
-        None => ("-".into(), "-".into()),
+/// Measures one row of the table and returns its cells: the medians of both
+/// sides' times over [`REPEATS`] alternating measurements, and the median,
+/// smallest and largest of the per-repeat ratios.
+fn measure_row(
+    torch: &mut Option<Torch>,
+    kind: &str,
+    precision: &str,
+    batch: usize,
+    mut ours: impl FnMut() -> f64,
+) -> String {
+    let mut our_times = Vec::with_capacity(REPEATS);
+    let mut their_times = Vec::with_capacity(REPEATS);
+    for repeat in 0..REPEATS {
+        // Alternate which side goes first, so that neither always runs
+        // right after the other's warm-up.
+        let mut theirs = || match torch.as_mut().map(|t| t.seconds(kind, precision, batch)) {
+            Some(Ok(seconds)) => Some(seconds),
+            Some(Err(reason)) => {
+                eprintln!("PyTorch figures stop here: {reason}");
+                *torch = None;
+                None
+            }
+            None => None,
+        };
+        let (mine, other) = if repeat % 2 == 0 {
+            let mine = ours();
+            (mine, theirs())
+        } else {
+            let other = theirs();
+            (ours(), other)
+        };
+        our_times.push(mine);
+        their_times.extend(other);
     }
+    let ours = median(&mut our_times);
+    if their_times.len() < REPEATS {
+        return format!("{} | - | - | - |", format_time(ours));
+    }
+    let mut ratios: Vec<f64> = their_times.iter().zip(&our_times).map(|(t, o)| t / o).collect();
+    ratios.sort_by(f64::total_cmp);
+    format!(
+        "{} | {} | {:.2}x | {:.2}x to {:.2}x |",
+        format_time(ours),
+        format_time(median(&mut their_times)),
+        ratios[ratios.len() / 2],
+        ratios[0],
+        ratios[ratios.len() - 1]
+    )
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 fn main() {
@@ -218,52 +327,53 @@ fn main() {
     let dir = TempDir::new("peer-problem");
     write_problem(&problem, dir.path());
 
-    println!("| measurement | precision | batch | threads | optlayer | PyTorch | PyTorch / optlayer |");
-    println!("|---|---|---:|---:|---:|---:|---:|");
+    println!(
+        "| measurement | precision | batch | threads | optlayer | PyTorch | PyTorch / optlayer | range of the ratio |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
     for threads in THREADS {
-        let torch = run_torch(dir.path(), threads, threads == 1);
-        if let Err(reason) = &torch {
-            eprintln!("PyTorch figures are missing: {reason}");
-        } else if let Ok(json) = &torch {
-            let difference = check_same_iteration(&problem, json)
-                .map_or("not comparable".to_string(), |d| format!("{d:.2e}"));
-            eprintln!(
-                "torch {} with {} threads; largest difference of the iterates after {} steps: {difference}",
-                json["torch"].as_str().unwrap_or("?"),
-                json["threads"],
-                json["check"]["iters"]
-            );
-        }
-        let torch_time = |kind: &str, precision: &str, batch: usize| {
-            torch
-                .as_ref()
-                .ok()
-                .and_then(|json| json[kind][precision][batch.to_string()].as_f64())
+        let mut torch = match Torch::start(dir.path(), threads) {
+            Ok(mut torch) => {
+                let difference = torch
+                    .ask("check")
+                    .ok()
+                    .and_then(|json| check_same_iteration(&problem, &json))
+                    .map_or("not comparable".to_string(), |d| format!("{d:.2e}"));
+                eprintln!(
+                    "torch {} with {} threads; largest difference of the iterates after {TRAIN_ITERS} steps: {difference}",
+                    torch.version, torch.threads
+                );
+                Some(torch)
+            }
+            Err(reason) => {
+                eprintln!("PyTorch figures are missing: {reason}");
+                None
+            }
         };
         if threads == 1 {
             for batch in STEP_BATCHES {
-                for (precision, ours) in [
-                    ("f32", step_seconds::<f32>(&problem, batch)),
-                    ("f64", step_seconds::<f64>(&problem, batch)),
-                ] {
-                    let (theirs, ratio) = cell(torch_time("step", precision, batch), ours);
-                    println!(
-                        "| step | {precision} | {batch} | 1 | {} | {theirs} | {ratio} |",
-                        format_time(ours)
-                    );
+                for precision in ["f32", "f64"] {
+                    let row = measure_row(&mut torch, "step", precision, batch, || match precision {
+                        "f32" => step_seconds::<f32>(&problem, batch),
+                        _ => step_seconds::<f64>(&problem, batch),
+                    });
+                    println!("| step | {precision} | {batch} | 1 | {row}");
                 }
             }
         }
         for batch in TRAIN_BATCHES {
-            for (precision, ours) in [
-                ("f32", training_step_seconds::<f32>(&problem, batch, threads)),
-                ("f64", training_step_seconds::<f64>(&problem, batch, threads)),
-            ] {
-                let (theirs, ratio) = cell(torch_time("training_step", precision, batch), ours);
-                println!(
-                    "| training step | {precision} | {batch} | {threads} | {} | {theirs} | {ratio} |",
-                    format_time(ours)
+            for precision in ["f32", "f64"] {
+                let row = measure_row(
+                    &mut torch,
+                    "training_step",
+                    precision,
+                    batch,
+                    || match precision {
+                        "f32" => training_step_seconds::<f32>(&problem, batch, threads),
+                        _ => training_step_seconds::<f64>(&problem, batch, threads),
+                    },
                 );
+                println!("| training step | {precision} | {batch} | {threads} | {row}");
             }
         }
     }

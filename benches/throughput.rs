@@ -194,9 +194,9 @@ fn spare_thread_step(n: usize) -> (usize, f64, f64) {
 }
 
 /// Times a 20-iteration forward pass of the 1,000 training samples in blocks
-/// of 1,000, 256, 128 and 64 columns and of the default width; returns the
-/// precision, the width (`default` names the default's) and the seconds per
-/// sample and iteration.
+/// of 1,000, 256, 128 and 64 columns and of the default width. Returns the
+/// precision, the width (marked when it is the default) and the seconds per
+/// sample and iteration of each.
 fn block_widths<T: Scalar>(problem: &SparseInverseProblem) -> Vec<(&'static str, String, f64)> {
     const ITERS: usize = 20;
     let precision = if size_of::<T>() == 4 { "f32" } else { "f64" };

@@ -14,14 +14,16 @@ backward, torch.optim.Adam, Θ rescaled to unit spectral norm, and β lowered to
 0.99 / (α ‖[Θ; A]‖₂²) when the step condition needs it; both norms come from
 warm-started power iterations, as in optlayer.
 
-Usage (the bench calls the first; see docs/benchmarks.md):
+Usage (the bench calls the second; see docs/benchmarks.md):
     python3 ladmm_torch.py PROBLEM_DIR --threads T
+    python3 ladmm_torch.py PROBLEM_DIR --threads T --serve
     python3 ladmm_torch.py --train RUN_DIR --threads T [--precision f64]
 
 The first prints one JSON object with the median seconds of each
-measurement. The second trains Θ on the data of a finished sparse_inverse
-run, with its settings, and prints the train and test MSE and the elapsed
-time after each epoch.
+measurement. The second replies to one measurement request per line (see
+`serve`). The third trains Θ on the data of a finished sparse_inverse run,
+with its settings, and prints the train and test MSE and the elapsed time
+after each epoch.
 Dependencies: pip install torch numpy.
 """
 
@@ -229,6 +231,11 @@ def main():
     parser.add_argument("--batches", default="1,10,32,100,1000")
     parser.add_argument("--train-batches", default="1,10,32,100,1000")
     parser.add_argument("--train-iters", type=int, default=400)
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="reply to timing requests from standard input (see serve)",
+    )
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -236,51 +243,125 @@ def main():
     if args.train:
         train_run(args)
         return
-    steps = json.load(open(os.path.join(args.problem_dir, "steps.json")))
+    problem = Problem(args.problem_dir)
+    if args.serve:
+        serve(problem, args.train_iters)
+        return
     results = {
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "step": {},
         "training_step": {},
     }
-    for name, dtype in [("f32", torch.float32), ("f64", torch.float64)]:
-        theta0 = load(os.path.join(args.problem_dir, "theta.npy"), dtype)
-        a = load(os.path.join(args.problem_dir, "A.npy"), dtype)
-        # One sample per row in the file; columns are samples here.
-        data = load(os.path.join(args.problem_dir, "train_d.npy"), dtype).T.contiguous()
-        targets = load(os.path.join(args.problem_dir, "train_x.npy"), dtype).T.contiguous()
+    for name in ["f32", "f64"]:
         results["step"][name] = {}
         results["training_step"][name] = {}
         for batch in [int(b) for b in args.batches.split(",") if b]:
-            model = Ladmm(theta0.clone(), a, steps["alpha"], steps["beta"], steps["lambda"])
-            d = data[:, :batch].contiguous()
-            state = model.forward(d, 50)
-            holder = [state]
-
-            def one_step():
-                with torch.no_grad():
-                    holder[0] = model.step(state, d)
-
-            results["step"][name][str(batch)] = median_seconds(one_step)
+            results["step"][name][str(batch)] = time_step(problem, name, batch)
         for batch in [int(b) for b in args.train_batches.split(",") if b]:
-            model = Ladmm(theta0.clone(), a, steps["alpha"], steps["beta"], steps["lambda"])
-            model.theta.requires_grad_(True)
-            optimizer = torch.optim.Adam([model.theta], lr=1e-6, weight_decay=1e-5)
-            d = data[:, :batch].contiguous()
-            target = targets[:, :batch].contiguous()
-            results["training_step"][name][str(batch)] = median_seconds(
-                lambda: training_step(model, optimizer, d, target, args.train_iters)
+            results["training_step"][name][str(batch)] = time_training_step(
+                problem, name, batch, args.train_iters
             )
-    # The iterate after 400 steps on the first 10 samples in f64, so that the
-    # bench can check that both sides run the same iteration.
-    theta0 = load(os.path.join(args.problem_dir, "theta.npy"), torch.float64)
-    a = load(os.path.join(args.problem_dir, "A.npy"), torch.float64)
-    d = load(os.path.join(args.problem_dir, "train_d.npy"), torch.float64).T[:, :10].contiguous()
-    model = Ladmm(theta0, a, steps["alpha"], steps["beta"], steps["lambda"])
-    x = model.forward(d, args.train_iters)[0]
-    results["check"] = {"iters": args.train_iters, "x": x.T.tolist()}
+    results["check"] = problem.check(args.train_iters)
     json.dump(results, sys.stdout)
     print()
+
+
+DTYPES = {"f32": torch.float32, "f64": torch.float64}
+
+
+class Problem:
+    """The files that `cargo bench --bench peer` writes, loaded once per precision."""
+
+    def __init__(self, directory):
+        self.directory = directory
+        with open(os.path.join(directory, "steps.json")) as f:
+            self.steps = json.load(f)
+        self.loaded = {}
+
+    def tensors(self, name):
+        """Returns Θ, A, the data and the targets in the precision `name`,
+        with samples as columns."""
+        if name not in self.loaded:
+            dtype = DTYPES[name]
+            path = lambda file: os.path.join(self.directory, file)
+            self.loaded[name] = (
+                load(path("theta.npy"), dtype),
+                load(path("A.npy"), dtype),
+                # One sample per row in the file; columns are samples here.
+                load(path("train_d.npy"), dtype).T.contiguous(),
+                load(path("train_x.npy"), dtype).T.contiguous(),
+            )
+        return self.loaded[name]
+
+    def model(self, name):
+        theta0, a, _, _ = self.tensors(name)
+        steps = self.steps
+        return Ladmm(theta0.clone(), a, steps["alpha"], steps["beta"], steps["lambda"])
+
+    def check(self, iters):
+        """Returns the iterate after `iters` steps on the first 10 samples in
+        f64, so that the bench can check that both sides run the same
+        iteration."""
+        d = self.tensors("f64")[2][:, :10].contiguous()
+        x = self.model("f64").forward(d, iters)[0]
+        return {"iters": iters, "x": x.T.tolist()}
+
+
+def time_step(problem, name, batch):
+    """Median seconds of one forward step from the state after 50 steps."""
+    model = problem.model(name)
+    d = problem.tensors(name)[2][:, :batch].contiguous()
+    state = model.forward(d, 50)
+    holder = [state]
+
+    def one_step():
+        with torch.no_grad():
+            holder[0] = model.step(state, d)
+
+    return median_seconds(one_step)
+
+
+def time_training_step(problem, name, batch, iters):
+    """Median seconds of one training step (see `training_step`)."""
+    model = problem.model(name)
+    model.theta.requires_grad_(True)
+    optimizer = torch.optim.Adam([model.theta], lr=1e-6, weight_decay=1e-5)
+    _, _, data, targets = problem.tensors(name)
+    d = data[:, :batch].contiguous()
+    target = targets[:, :batch].contiguous()
+    return median_seconds(lambda: training_step(model, optimizer, d, target, iters))
+
+
+def serve(problem, iters):
+    """Replies to timing requests read from standard input, one per line,
+    with one JSON line each, so that the bench can alternate its own measurements
+    with these. The first line written names the torch version and the
+    thread count. Requests: `step f32 32`, `training_step f64 1000`, `check`
+    and `quit`."""
+    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads()}), flush=True)
+    for line in sys.stdin:
+        words = line.split()
+        if not words:
+            continue
+        if words[0] == "quit":
+            break
+        if words[0] == "check":
+            reply = problem.check(iters)
+        elif len(words) == 3 and words[0] in ("step", "training_step") and words[1] in DTYPES:
+            try:
+                batch = int(words[2])
+            except ValueError:
+                batch = 0
+            if batch < 1:
+                reply = {"error": f"batch must be a positive integer, got {words[2]!r}"}
+            elif words[0] == "step":
+                reply = {"seconds": time_step(problem, words[1], batch)}
+            else:
+                reply = {"seconds": time_training_step(problem, words[1], batch, iters)}
+        else:
+            reply = {"error": f"unknown request {line.strip()!r}"}
+        print(json.dumps(reply), flush=True)
 
 
 if __name__ == "__main__":
