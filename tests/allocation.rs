@@ -103,3 +103,39 @@ fn accelerated_forward_allocations_independent_of_iterations() {
         "allocations at 100 and 1,000 iterations: {counts:?}"
     );
 }
+
+#[test]
+fn blocked_forward_allocations_independent_of_iterations() {
+    // 16 samples in blocks of at most 5 columns: four blocks, each with its
+    // own working buffers and scratch, allocated before its iterations.
+    let (m, n) = (20, 40);
+    let a = unit_column_matrix(m, n, 9);
+    let data = &a * gaussian(n, 16, 10);
+    let layer = OptLayer::new(
+        sparse_model::<f64>(&gaussian(n, n, 11), &a, true),
+        ForwardOptions::new(10, 0.0),
+    )
+    .unwrap();
+
+    for anderson in [None, Some(AndersonOptions::default())] {
+        let mut counts = Vec::new();
+        for iterations in [10, 100, 1_000] {
+            let mut options = ForwardOptions::new(iterations, 0.0).with_block_columns(5);
+            options.anderson = anderson;
+            counts.push(allocations_during(|| {
+                let forward = layer.forward_with(data.as_ref(), &options).unwrap();
+                assert_eq!(forward.samples[15].iterations, iterations);
+            }));
+        }
+        let label = if anderson.is_some() { "Anderson" } else { "plain" };
+        assert!(counts[0] > 0);
+        assert_eq!(
+            counts[0], counts[1],
+            "{label}: allocations at 10 and 100 iterations: {counts:?}"
+        );
+        assert_eq!(
+            counts[1], counts[2],
+            "{label}: allocations at 100 and 1,000 iterations: {counts:?}"
+        );
+    }
+}

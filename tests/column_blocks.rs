@@ -88,6 +88,70 @@ fn widths_give_the_same_result_f32() {
     widths_give_the_same_result::<f32>();
 }
 
+/// Operators just above the rounding condition of `ThreadPlan`: Θ of 46 x 46
+/// and A of 45 x 46, each with more than 2,048 entries, so that every
+/// product of two columns or more takes faer's blocked kernel. Twelve
+/// samples in blocks of several widths, from the initial state and from a
+/// warm start, give the bits of one block.
+fn widths_above_kernel_threshold<T: Scalar>() {
+    let (n, m, batch) = (46, 45, 12);
+    assert!(n * n > 2048, "Θ has {} entries", n * n);
+    assert!(m * n > 2048, "A has {} entries", m * n);
+    let (theta, a, data) = recovery_batch(n, m, 3, batch, 7);
+    let data = cast::<T>(&data);
+    let base = ForwardOptions::new(400, 1e-4);
+    let layer = OptLayer::new(sparse_model::<T>(&theta, &a, true), base.clone()).unwrap();
+    let warm = layer
+        .forward_with(data.as_ref(), &ForwardOptions::new(30, 0.0))
+        .unwrap()
+        .state;
+    for anderson in [None, Some(AndersonOptions::default())] {
+        let mut options = base.clone();
+        options.anderson = anderson;
+        let whole = layer
+            .forward_with(data.as_ref(), &options.clone().with_block_columns(batch))
+            .unwrap();
+        let iterations: Vec<usize> = whole.samples.iter().map(|s| s.iterations).collect();
+        assert!(
+            iterations.iter().any(|&k| k != iterations[0]),
+            "samples should stop at different iterations: {iterations:?}"
+        );
+        let whole_warm = layer
+            .forward_from(
+                data.as_ref(),
+                warm.as_ref(),
+                &options.clone().with_block_columns(batch),
+            )
+            .unwrap();
+        for threads in [1, 2] {
+            for width in [1, 2, 3, 5] {
+                let blocked = options.clone().with_threads(threads).with_block_columns(width);
+                let label = format!(
+                    "{}, width {width}, {threads} threads, Anderson {}",
+                    std::any::type_name::<T>(),
+                    options.anderson.is_some()
+                );
+                let cold = layer.forward_with(data.as_ref(), &blocked).unwrap();
+                assert_same(&cold, &whole, &label);
+                let warm_blocked = layer
+                    .forward_from(data.as_ref(), warm.as_ref(), &blocked)
+                    .unwrap();
+                assert_same(&warm_blocked, &whole_warm, &format!("{label}, warm start"));
+            }
+        }
+    }
+}
+
+#[test]
+fn widths_above_kernel_threshold_f64() {
+    widths_above_kernel_threshold::<f64>();
+}
+
+#[test]
+fn widths_above_kernel_threshold_f32() {
+    widths_above_kernel_threshold::<f32>();
+}
+
 /// The reference problem (n = 250, m = 100): 300 samples in the default
 /// blocks, in blocks of 7 and in one block give the same bits.
 fn reference_problem_blocks_give_the_same_result<T: Scalar>() {

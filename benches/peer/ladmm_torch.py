@@ -353,8 +353,12 @@ def serve(problem, iters):
                 batch = int(words[2])
             except ValueError:
                 batch = 0
+            samples = problem.tensors(words[1])[2].shape[1]
             if batch < 1:
                 reply = {"error": f"batch must be a positive integer, got {words[2]!r}"}
+            elif batch > samples:
+                # Slicing would time the smaller batch of all samples without a word.
+                reply = {"error": f"batch {batch} is larger than the {samples} samples in train_d.npy"}
             elif words[0] == "step":
                 reply = {"seconds": time_step(problem, words[1], batch)}
             else:

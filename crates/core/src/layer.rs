@@ -28,11 +28,11 @@ pub struct ForwardOptions {
     /// Anderson acceleration of the iteration. `None`, the default, runs
     /// the plain iteration `z⁺ = T(z)`.
     pub anderson: Option<AndersonOptions>,
-    /// Most samples one thread iterates together. A thread's columns are
-    /// split into blocks of nearly equal size no wider than this, and each
-    /// block runs to its end before the next starts, so that its states stay
-    /// in cache. `None`, the default, takes [`block_columns`] of the state
-    /// dimension.
+    /// Maximum number of samples one thread iterates together. A thread's
+    /// columns are split into blocks of nearly equal size no wider than this,
+    /// and each block runs to its end before the next starts, so that its
+    /// states stay in cache. `None`, the default, takes [`block_columns`] of
+    /// the state dimension.
     pub block_columns: Option<usize>,
 }
 
@@ -77,7 +77,7 @@ impl ForwardOptions {
         self
     }
 
-    /// Sets the most samples one thread iterates together.
+    /// Sets the maximum number of samples one thread iterates together.
     pub fn with_block_columns(mut self, columns: usize) -> Self {
         self.block_columns = Some(columns);
         self
@@ -173,8 +173,15 @@ pub fn block_columns<T>(state_dim: usize) -> usize {
 /// in the last bits. Larger operators of two rows and two columns or more,
 /// such as those of the reference sparse inverse problem, take the blocked
 /// kernel at every width of two or more (faer has other paths for one row
-/// or one inner column). The tests that compare thread counts and block widths found no
-/// difference.
+/// or one inner column). The tests that compare thread counts and block
+/// widths found no difference.
+///
+/// NOTE: the blocked kernel above is faer's own x86-64 kernel, which faer
+/// 0.24 calls on processors with AVX2 and FMA or with AVX-512, and the tests
+/// ran on AVX2. Other processors get the `gemm` crate (0.19). Its source
+/// shows a split of the inner dimension that can change with the width for
+/// operators of at most 64 rows and more than 512 columns, so there the last
+/// bits can depend on the width (read, not run).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ThreadPlan {
     /// Number of column blocks, each iterated on its own thread.
