@@ -152,8 +152,8 @@ fn widths_above_kernel_threshold_f32() {
     widths_above_kernel_threshold::<f32>();
 }
 
-/// The reference problem (n = 250, m = 100): 300 samples in the default
-/// blocks, in blocks of 7 and in one block give the same bits.
+/// Checks that 300 samples of the reference problem (n = 250, m = 100) give
+/// the same bits in the default blocks, in blocks of 7 and in one block.
 fn reference_problem_blocks_give_the_same_result<T: Scalar>() {
     let problem = SparseInverseProblem::generate(&SparseInverseConfig {
         train_samples: 300,

@@ -346,25 +346,29 @@ def serve(problem, iters):
             continue
         if words[0] == "quit":
             break
-        if words[0] == "check":
-            reply = problem.check(iters)
-        elif len(words) == 3 and words[0] in ("step", "training_step") and words[1] in DTYPES:
-            try:
-                batch = int(words[2])
-            except ValueError:
-                batch = 0
-            samples = problem.tensors(words[1])[2].shape[1]
-            if batch < 1:
-                reply = {"error": f"batch must be a positive integer, got {words[2]!r}"}
-            elif batch > samples:
-                # Slicing would time the smaller batch of all samples without a word.
-                reply = {"error": f"batch {batch} is larger than the {samples} samples in train_d.npy"}
-            elif words[0] == "step":
-                reply = {"seconds": time_step(problem, words[1], batch)}
+        try:
+            if words == ["check"]:
+                reply = problem.check(iters)
+            elif len(words) == 3 and words[0] in ("step", "training_step") and words[1] in DTYPES:
+                try:
+                    batch = int(words[2])
+                except ValueError:
+                    batch = 0
+                samples = problem.tensors(words[1])[2].shape[1]
+                if batch < 1:
+                    reply = {"error": f"batch must be a positive integer, got {words[2]!r}"}
+                elif batch > samples:
+                    # Slicing would time the smaller batch of all samples without a word.
+                    reply = {"error": f"batch {batch} is larger than the {samples} samples in train_d.npy"}
+                elif words[0] == "step":
+                    reply = {"seconds": time_step(problem, words[1], batch)}
+                else:
+                    reply = {"seconds": time_training_step(problem, words[1], batch, iters)}
             else:
-                reply = {"seconds": time_training_step(problem, words[1], batch, iters)}
-        else:
-            reply = {"error": f"unknown request {line.strip()!r}"}
+                reply = {"error": f"unknown request {line.strip()!r}"}
+        except Exception as error:
+            # A failed measurement is reported, and the next request is served.
+            reply = {"error": f"{type(error).__name__}: {error}"}
         print(json.dumps(reply), flush=True)
 
 

@@ -128,10 +128,11 @@ impl ForwardOptions {
 /// fourth run).
 pub const PARALLEL_STEP_MIN_STATE: usize = 3000;
 
-/// Bytes of state that [`block_columns`] aims to keep in one block. On the
-/// machine of docs/benchmarks.md (512 KiB of second-level cache per core),
-/// 1,000 reference samples ran fastest per iteration in blocks of 64 to 256
-/// columns, and 100 samples in one block of 100 rather than two of 50.
+/// Bytes of state that [`block_columns`] aims to keep in one block. The
+/// machine of docs/benchmarks.md has 512 KiB of second-level cache per core.
+/// There, 1,000 reference samples in `f64` ran fastest per iteration in
+/// blocks of 128 to 256 columns, and 64 was up to 9% slower. 100 samples ran
+/// faster in one block of 100 than in two of 50.
 pub const BLOCK_STATE_BYTES: usize = 1 << 20;
 
 /// Returns the default width of the column blocks a thread iterates one
@@ -168,9 +169,9 @@ pub fn block_columns<T>(state_dim: usize) -> usize {
 /// `linalg::matmul`) and with its blocked kernel above, and the two round
 /// differently. For an operator with `m·k ≤ 2048` (37 x 53, 53 x 37, 300 x 2
 /// and 2 x 300 among those tried, `crates/ops/tests/transposed_copy.rs`), a
-/// block of two columns and a wider one can take different kernels, so
-/// results with several threads, or with another block width, can differ
-/// in the last bits. Larger operators of two rows and two columns or more,
+/// block of two columns and a wider one can take different kernels. Results
+/// with several threads, or with another block width, can then differ in
+/// the last bits. Larger operators of two rows and two columns or more,
 /// such as those of the reference sparse inverse problem, take the blocked
 /// kernel at every width of two or more (faer has other paths for one row
 /// or one inner column). The tests that compare thread counts and block
