@@ -24,7 +24,8 @@
 use std::hint::black_box;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use faer::dyn_stack::{MemBuffer, MemStack};
@@ -47,6 +48,10 @@ const TRAIN_ITERS: usize = 400;
 const THREADS: [usize; 2] = [1, 2];
 /// Alternating measurements of each row by both sides.
 const REPEATS: usize = 3;
+/// Maximum wait for one reply of the PyTorch script. Its longest
+/// measurement, the one-thread `f64` training step at batch 1,000, takes
+/// about 35 s (seven calls of about 5 s).
+const REPLY_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Returns the median over rounds of the seconds per call of `f`; a round
 /// repeats the call until [`ROUND_TIME`] has passed. Calls of more than 0.1 s
@@ -153,7 +158,9 @@ fn training_step_seconds<T: Scalar>(problem: &SparseInverseProblem, batch: usize
 struct Torch {
     child: Child,
     requests: ChildStdin,
-    replies: BufReader<ChildStdout>,
+    /// Lines of the script's output, read on a thread of their own so that
+    /// a wait for a reply can time out.
+    replies: Receiver<std::io::Result<String>>,
     /// torch's version and thread count, from the script's first line.
     version: String,
     threads: u64,
@@ -177,10 +184,18 @@ impl Torch {
         let (Some(requests), Some(replies)) = (child.stdin.take(), child.stdout.take()) else {
             return Err("the script's standard input or output is not a pipe".into());
         };
+        let (sender, receiver) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(replies).lines() {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
         let mut torch = Self {
             child,
             requests,
-            replies: BufReader::new(replies),
+            replies: receiver,
             version: String::new(),
             threads: 0,
         };
@@ -192,15 +207,23 @@ impl Torch {
         Ok(torch)
     }
 
+    /// Returns the script's next reply line, parsed. Waits at most
+    /// [`REPLY_TIMEOUT`], then stops the script.
     fn read_reply(&mut self) -> Result<serde_json::Value, String> {
-        let mut line = String::new();
-        let read = self
-            .replies
-            .read_line(&mut line)
-            .map_err(|e| format!("cannot read the script's reply: {e}"))?;
-        if read == 0 {
-            return Err("the script stopped (its error output is above)".into());
-        }
+        let line = match self.replies.recv_timeout(REPLY_TIMEOUT) {
+            Ok(Ok(line)) => line,
+            Ok(Err(e)) => return Err(format!("cannot read the script's reply: {e}")),
+            Err(RecvTimeoutError::Timeout) => {
+                let _ = self.child.kill();
+                return Err(format!(
+                    "no reply within {} s, so the script was stopped",
+                    REPLY_TIMEOUT.as_secs()
+                ));
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err("the script stopped (its error output is above)".into());
+            }
+        };
         let reply: serde_json::Value =
             serde_json::from_str(&line).map_err(|e| format!("unreadable reply {line:?}: {e}"))?;
         match reply["error"].as_str() {
@@ -228,8 +251,17 @@ impl Torch {
 }
 
 impl Drop for Torch {
+    /// Asks the script to quit and stops it if it has not within 10 s.
     fn drop(&mut self) {
         let _ = writeln!(self.requests, "quit").and_then(|()| self.requests.flush());
+        let asked = Instant::now();
+        while asked.elapsed() < Duration::from_secs(10) {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
