@@ -124,8 +124,8 @@ impl ForwardOptions {
 /// `cargo bench --bench throughput` on the machine of docs/benchmarks.md
 /// timed a two-column linearized ADMM step in `f32` on one thread and on two.
 /// With a state of 2,280 entries two threads took 1.19 to 1.33 times as long,
-/// and with 3,040 they were 1.16 to 1.24 times faster (0.92 times in a
-/// fourth run).
+/// and with 3,040 they were 1.16 to 1.24 times faster (0.92 and 0.82 times
+/// in two later runs).
 pub const PARALLEL_STEP_MIN_STATE: usize = 3000;
 
 /// Bytes of state that [`block_columns`] aims to keep in one block. The
