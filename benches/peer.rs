@@ -254,8 +254,8 @@ impl Drop for Torch {
     /// Asks the script to quit and stops it if it has not within 10 s.
     fn drop(&mut self) {
         let _ = writeln!(self.requests, "quit").and_then(|()| self.requests.flush());
-        let asked = Instant::now();
-        while asked.elapsed() < Duration::from_secs(10) {
+        let quit_sent = Instant::now();
+        while quit_sent.elapsed() < Duration::from_secs(10) {
             if !matches!(self.child.try_wait(), Ok(None)) {
                 return;
             }

@@ -173,8 +173,8 @@ pub fn block_columns<T>(state_dim: usize) -> usize {
 /// with several threads, or with another block width, can then differ in
 /// the last bits. Larger operators of two rows and two columns or more,
 /// such as those of the reference sparse inverse problem, take the blocked
-/// kernel at every width of two or more (faer has other paths for one row
-/// or one inner column). The tests that compare thread counts and block
+/// kernel at every width of two or more. faer has other paths for one row
+/// and for one inner column. The tests that compare thread counts and block
 /// widths found no difference.
 ///
 /// NOTE: the blocked kernel above is faer's own x86-64 kernel, which faer
