@@ -46,7 +46,7 @@ const STEP_BATCHES: [usize; 5] = [1, 10, 32, 100, 1000];
 const TRAIN_BATCHES: [usize; 5] = [1, 10, 32, 100, 1000];
 const TRAIN_ITERS: usize = 400;
 const THREADS: [usize; 2] = [1, 2];
-/// Alternating measurements of each row by both sides.
+/// Number of measurements of each row by each side, alternating which goes first.
 const REPEATS: usize = 3;
 /// Maximum wait for one reply of the PyTorch script. Its longest
 /// measurement, the one-thread `f64` training step at batch 1,000, takes
@@ -251,7 +251,7 @@ impl Torch {
 }
 
 impl Drop for Torch {
-    /// Asks the script to quit and stops it if it has not within 10 s.
+    /// Sends `quit` to the script and kills it if it has not exited within 10 s.
     fn drop(&mut self) {
         let _ = writeln!(self.requests, "quit").and_then(|()| self.requests.flush());
         let quit_sent = Instant::now();
@@ -312,21 +312,24 @@ fn measure_row(
         let mut theirs = || match torch.as_mut().map(|t| t.seconds(kind, precision, batch)) {
             Some(Ok(seconds)) => Some(seconds),
             Some(Err(reason)) => {
-                eprintln!("PyTorch figures stop here: {reason}");
+                eprintln!(
+                    "PyTorch measurement of {kind} {precision} {batch} failed: {reason}; \
+                     the rows left for this thread count show optlayer alone"
+                );
                 *torch = None;
                 None
             }
             None => None,
         };
-        let (mine, other) = if repeat % 2 == 0 {
-            let mine = ours();
-            (mine, theirs())
+        let (our_seconds, their_seconds) = if repeat % 2 == 0 {
+            let our_seconds = ours();
+            (our_seconds, theirs())
         } else {
-            let other = theirs();
-            (ours(), other)
+            let their_seconds = theirs();
+            (ours(), their_seconds)
         };
-        our_times.push(mine);
-        their_times.extend(other);
+        our_times.push(our_seconds);
+        their_times.extend(their_seconds);
     }
     let ours = median(&mut our_times);
     if their_times.len() < REPEATS {
@@ -378,7 +381,7 @@ fn main() {
                 Some(torch)
             }
             Err(reason) => {
-                eprintln!("PyTorch figures are missing: {reason}");
+                eprintln!("PyTorch is not available: {reason}; printing optlayer's figures alone");
                 None
             }
         };

@@ -206,19 +206,16 @@ fn block_widths<T: Scalar>(problem: &SparseInverseProblem) -> Vec<(&'static str,
     let layer = OptLayer::new(model, options.clone()).unwrap();
     let data = cast::<T>(&problem.train.data().to_owned());
     let batch = data.ncols();
-    [1000, 256, 128, 64, default]
+    let widths = [1000, 256, 128, 64].map(|width| (width, width.to_string()));
+    let default = (default, format!("{default} (default)"));
+    widths
         .into_iter()
-        .enumerate()
-        .map(|(i, width)| {
+        .chain([default])
+        .map(|(width, label)| {
             let options = options.clone().with_block_columns(width);
             let seconds = median_seconds(|| {
                 black_box(layer.forward_with(data.as_ref(), &options).unwrap());
             });
-            let label = if i == 4 {
-                format!("{width} (default)")
-            } else {
-                width.to_string()
-            };
             (precision, label, seconds / (ITERS * batch) as f64)
         })
         .collect()

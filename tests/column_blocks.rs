@@ -38,9 +38,9 @@ fn assert_same<T: Scalar>(other: &ForwardResult<T>, reference: &ForwardResult<T>
     }
 }
 
-/// Nine samples that converge at different iterations, iterated in blocks of
-/// every width from 1 to 9 and wider, on one thread and two, with and without
-/// Anderson acceleration.
+/// Checks that nine samples that converge at different iterations give the
+/// bits of one block in blocks of every width from 1 to 9 and wider, on one
+/// thread and two, with and without Anderson acceleration.
 fn widths_give_the_same_result<T: Scalar>() {
     let (theta, a, data) = recovery_batch(16, 8, 3, 9, 7);
     let data = cast::<T>(&data);
@@ -88,11 +88,11 @@ fn widths_give_the_same_result_f32() {
     widths_give_the_same_result::<f32>();
 }
 
-/// Operators just above the rounding condition of `ThreadPlan`: Θ of 46 x 46
-/// and A of 45 x 46, each with more than 2,048 entries, so that every
+/// Checks operators just above the rounding condition of `ThreadPlan`: Θ of
+/// 46 x 46 and A of 45 x 46 have more than 2,048 entries each, so every
 /// product of two columns or more takes faer's blocked kernel. Twelve
 /// samples in blocks of several widths, from the initial state and from a
-/// warm start, give the bits of one block.
+/// warm start, must give the bits of one block.
 fn widths_above_kernel_threshold<T: Scalar>() {
     let (n, m, batch) = (46, 45, 12);
     assert!(n * n > 2048, "Θ has {} entries", n * n);
@@ -154,7 +154,7 @@ fn widths_above_kernel_threshold_f32() {
 
 /// Checks that 300 samples of the reference problem (n = 250, m = 100) give
 /// the same bits in the default blocks, in blocks of 7 and in one block.
-fn reference_problem_blocks_give_the_same_result<T: Scalar>() {
+fn reference_widths_agree<T: Scalar>() {
     let problem = SparseInverseProblem::generate(&SparseInverseConfig {
         train_samples: 300,
         test_samples: 1,
@@ -187,13 +187,13 @@ fn reference_problem_blocks_give_the_same_result<T: Scalar>() {
 }
 
 #[test]
-fn reference_problem_blocks_give_the_same_result_f64() {
-    reference_problem_blocks_give_the_same_result::<f64>();
+fn reference_widths_agree_f64() {
+    reference_widths_agree::<f64>();
 }
 
 #[test]
-fn reference_problem_blocks_give_the_same_result_f32() {
-    reference_problem_blocks_give_the_same_result::<f32>();
+fn reference_widths_agree_f32() {
+    reference_widths_agree::<f32>();
 }
 
 #[test]
@@ -224,8 +224,8 @@ fn zero_width_is_rejected() {
 
 #[test]
 fn default_width_fills_the_block_bytes() {
-    // 950 entries of 8 bytes: 1,048,576 / 7,600 = 137 columns; of 4 bytes,
-    // 275, capped at 256.
+    // 950 entries of 8 bytes give 1,048,576 / 7,600 = 137 columns. Entries
+    // of 4 bytes give 275, capped at 256.
     assert_eq!(BLOCK_STATE_BYTES, 1_048_576);
     assert_eq!(block_columns::<f64>(950), 137);
     assert_eq!(block_columns::<f32>(950), 256);

@@ -358,7 +358,7 @@ def serve(problem, iters):
                 if batch < 1:
                     reply = {"error": f"batch must be a positive integer, got {words[2]!r}"}
                 elif batch > samples:
-                    # Slicing would time the smaller batch of all samples without a word.
+                    # Slicing would silently time all the samples, a smaller batch.
                     reply = {"error": f"batch {batch} is larger than the {samples} samples in train_d.npy"}
                 elif words[0] == "step":
                     reply = {"seconds": time_step(problem, words[1], batch)}

@@ -518,16 +518,14 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
                 final_state.as_mut(),
             );
         } else {
-            let bounds: Vec<(usize, usize)> = (0..chunks)
-                .map(|c| (c * batch / chunks, (c + 1) * batch / chunks))
-                .collect();
+            let bounds: Vec<(usize, usize)> = even_split(batch, chunks).collect();
             let splitting = &self.splitting;
             let results: Vec<(Mat<T>, Vec<SampleReport<T>>)> = std::thread::scope(|scope| {
                 let handles: Vec<_> = bounds
                     .iter()
-                    .map(|&(start, end)| {
-                        let z0 = state.as_ref().subcols(start, end - start);
-                        let d = data.subcols(start, end - start);
+                    .map(|&(start, len)| {
+                        let z0 = state.as_ref().subcols(start, len);
+                        let d = data.subcols(start, len);
                         scope.spawn(move || {
                             let mut out = Mat::zeros(z0.nrows(), z0.ncols());
                             let reports =
@@ -541,10 +539,10 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
                     .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
                     .collect()
             });
-            for (&(start, end), (block_state, reports)) in bounds.iter().zip(results) {
+            for (&(start, len), (block_state, reports)) in bounds.iter().zip(results) {
                 final_state
                     .as_mut()
-                    .subcols_mut(start, end - start)
+                    .subcols_mut(start, len)
                     .copy_from(&block_state);
                 samples.extend(reports);
             }
@@ -572,6 +570,15 @@ impl<T: Scalar, Alg: Splitting<Real = T>> OptLayer<Alg> {
     }
 }
 
+/// Returns the `(start, len)` of `parts` contiguous ranges of nearly equal
+/// length that cover `0..total` in order. `parts` must be at least 1.
+fn even_split(total: usize, parts: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..parts).map(move |part| {
+        let start = part * total / parts;
+        (start, (part + 1) * total / parts - start)
+    })
+}
+
 /// Iterates the columns of one thread in blocks of nearly equal size, at
 /// most `width` wide, one block after the other, and writes the final states
 /// into `out`. Returns one report per column.
@@ -587,9 +594,7 @@ fn iterate_chunk<T: Scalar, Alg: Splitting<Real = T>>(
     let columns = initial_state.ncols();
     let blocks = columns.div_ceil(width.max(1)).max(1);
     let mut reports = Vec::with_capacity(columns);
-    for block in 0..blocks {
-        let start = block * columns / blocks;
-        let len = (block + 1) * columns / blocks - start;
+    for (start, len) in even_split(columns, blocks) {
         reports.extend(iterate_any(
             splitting,
             initial_state.subcols(start, len),
