@@ -1,8 +1,9 @@
 //! Properties every proximal map has, checked on every built-in map and
 //! combinator with `optlayer_testing::prox_checks`: firm nonexpansiveness,
 //! the subgradient inequality, Moreau's identity against an independent
-//! prox of the conjugate, the identity at step zero, and the
-//! vector-Jacobian product against finite differences.
+//! prox of the conjugate, the identity at step zero, the
+//! vector-Jacobian product against finite differences, and the entry-wise
+//! form that splittings fuse into their own loops against the map.
 //!
 //! The maps form one table, [`table`]; a new map is one more entry there.
 
@@ -14,10 +15,11 @@ use optlayer::ops::{
     L2Norm, LinfBall, LinfNorm, Nonnegative, Scaled, SeparableBlock, SeparableSum, Simplex, SquaredDistance,
     SquaredL2, Translated, Zero,
 };
-use optlayer::{Error, Prox};
+use optlayer::{Entrywise, Error, Prox};
 use optlayer_testing::fd::FdOptions;
 use optlayer_testing::prox_checks::{
-    check_firm_nonexpansiveness, check_moreau_identity, check_prox_optimality, check_vjp, check_zero_step,
+    check_entrywise, check_firm_nonexpansiveness, check_moreau_identity, check_prox_optimality, check_vjp,
+    check_zero_step,
 };
 use optlayer_testing::random::gaussian;
 use proptest::prelude::*;
@@ -1123,6 +1125,53 @@ proptest! {
                 prop_assert!(check.skipped_nonsmooth <= 1, "{}: {check:?}", entry.name);
             }
         }
+    }
+
+    #[test]
+    fn every_entrywise_form_matches_the_map(
+        dim in 1usize..8, cols in 1usize..4, gamma in 0.05f64..3.0, seed in 0u64..100_000,
+    ) {
+        for entry in table() {
+            let g = (entry.build)(dim);
+            let data = data_for(&entry, dim, cols, seed + 2);
+            let mut v = batch(dim, cols, seed);
+            // Ties of the soft threshold and of the box and ball bounds of
+            // the table (±γ·w for weights near 1, ±1, 0, ±0.5) and a
+            // negative zero, written over the first entries.
+            let ties = [gamma, -gamma, 0.5 * gamma, 1.0, -1.0, 0.0, -0.0, 0.5, -0.5];
+            for (k, tie) in ties.into_iter().enumerate().take(dim * cols) {
+                v[(k % dim, k / dim)] = tie;
+            }
+            let check = check_entrywise(&*g, v.as_ref(), gamma, data.as_ref()).unwrap();
+            prop_assert!(check.passes(), "{}: {check:?}", entry.name);
+            if check.form.is_some() {
+                prop_assert_eq!(check.entries, dim * cols, "{}", entry.name);
+            }
+        }
+    }
+}
+
+/// The maps that give an entry-wise form give it, so that the property
+/// test above compares something and linearized ADMM fuses them.
+#[test]
+fn entrywise_forms_of_the_elementary_maps() {
+    let forms: Vec<(&str, Option<Entrywise<f64>>)> = table()
+        .iter()
+        .map(|entry| (entry.name, (entry.build)(4).entrywise(0.5)))
+        .filter(|(_, form)| form.is_some())
+        .collect();
+    let expected = [
+        ("l1 scalar", "Shrink"),
+        ("l1 learnable", "Shrink"),
+        ("zero", "Identity"),
+        ("point from data", "DataRows { offset: 1 }"),
+        ("box uniform", "Clip"),
+        ("linf ball", "Clip"),
+    ];
+    let names: Vec<&str> = forms.iter().map(|(name, _)| *name).collect();
+    assert_eq!(names, expected.map(|(name, _)| name), "{forms:?}");
+    for ((name, form), (_, kind)) in forms.iter().zip(expected) {
+        assert!(format!("{form:?}").contains(kind), "{name}: {form:?}");
     }
 }
 

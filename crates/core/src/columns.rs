@@ -378,6 +378,54 @@ fn update2_column<T: Scalar, F: Fn(T, T, T) -> T>(o: &mut [T], a: &[T], b: &[T],
     }
 }
 
+/// Runs the loop of [`update_with_outputs`] on contiguous columns; see
+/// [`map1_kernel`].
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn update_with_outputs_kernel<T: Scalar, F: Fn(T, T, T, T) -> (T, T, T)>(
+    mut c: MatMut<'_, T>,
+    mut out1: MatMut<'_, T>,
+    mut out2: MatMut<'_, T>,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    d: MatRef<'_, T>,
+    f: &F,
+) -> bool {
+    for col in 0..c.ncols() {
+        let (Some(c), Some(o1), Some(o2), Some(a), Some(b), Some(d)) = (
+            col_slice_mut(c.rb_mut(), col),
+            col_slice_mut(out1.rb_mut(), col),
+            col_slice_mut(out2.rb_mut(), col),
+            col_slice(a, col),
+            col_slice(b, col),
+            col_slice(d, col),
+        ) else {
+            return false;
+        };
+        update_with_outputs_column(c, o1, o2, a, b, d, f);
+    }
+    true
+}
+
+/// Runs the loop of [`update_with_outputs_kernel`] on one column, as
+/// [`map1_column`] does.
+#[inline(always)]
+fn update_with_outputs_column<T: Scalar, F: Fn(T, T, T, T) -> (T, T, T)>(
+    c: &mut [T],
+    o1: &mut [T],
+    o2: &mut [T],
+    a: &[T],
+    b: &[T],
+    d: &[T],
+    f: &F,
+) {
+    let n = c.len();
+    let (o1, o2, a, b, d) = (&mut o1[..n], &mut o2[..n], &a[..n], &b[..n], &d[..n]);
+    for i in 0..n {
+        (c[i], o1[i], o2[i]) = f(c[i], a[i], b[i], d[i]);
+    }
+}
+
 dispatch! {
     /// Runs [`update1_kernel`] in the copy compiled for the processor.
     fn update1_fast<T: Scalar, F: Fn(T, T) -> T>(out: MatMut<'_, T>, a: MatRef<'_, T>, f: &F) -> bool = update1_kernel
@@ -407,6 +455,19 @@ dispatch! {
         c: MatRef<'_, T>,
         f: &F
     ) -> bool = map3_kernel
+}
+
+dispatch! {
+    /// Runs [`update_with_outputs_kernel`] in the copy compiled for the processor.
+    fn update_with_outputs_fast<T: Scalar, F: Fn(T, T, T, T) -> (T, T, T)>(
+        c: MatMut<'_, T>,
+        out1: MatMut<'_, T>,
+        out2: MatMut<'_, T>,
+        a: MatRef<'_, T>,
+        b: MatRef<'_, T>,
+        d: MatRef<'_, T>,
+        f: &F
+    ) -> bool = update_with_outputs_kernel
 }
 
 /// Writes `out[i, j] = f(a[i, j])`. Contiguous columns run in a loop
@@ -474,6 +535,30 @@ pub fn update2<T: Scalar>(
     assert_same_shape(out.rb(), [a, b]);
     if !update2_fast(out.rb_mut(), a, b, &f) {
         faer::zip!(out, a, b).for_each(|faer::unzip!(o, a, b)| *o = f(*o, *a, *b));
+    }
+}
+
+/// For every entry, with `c` read and then overwritten, writes
+/// `(c, out1, out2)[i, j] = f(c[i, j], a[i, j], b[i, j], d[i, j])`: one pass
+/// over memory for an update with two further outputs. See [`map1`] for
+/// the vectorized loop.
+///
+/// # Panics
+/// When an input or output differs in shape from `c`.
+pub fn update_with_outputs<T: Scalar>(
+    mut c: MatMut<'_, T>,
+    mut out1: MatMut<'_, T>,
+    mut out2: MatMut<'_, T>,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    d: MatRef<'_, T>,
+    f: impl Fn(T, T, T, T) -> (T, T, T),
+) {
+    assert_same_shape(c.rb(), [out1.rb(), out2.rb(), a, b, d]);
+    if !update_with_outputs_fast(c.rb_mut(), out1.rb_mut(), out2.rb_mut(), a, b, d, &f) {
+        faer::zip!(c, out1, out2, a, b, d).for_each(|faer::unzip!(c, o1, o2, a, b, d)| {
+            (*c, *o1, *o2) = f(*c, *a, *b, *d);
+        });
     }
 }
 
@@ -571,6 +656,90 @@ mod tests {
 
     /// Runs `write` on a zero output of the given shape, contiguous or a
     /// transposed (strided) view, and returns what it wrote.
+    fn update_with_outputs_matches_entrywise<T: Scalar>() {
+        let f = |c: T, a: T, b: T, d: T| {
+            let first = c + T::lit(0.7) * (a - b);
+            (first, T::lit(2.0) * first - d, a * d - c)
+        };
+        for (nrows, ncols) in [(0, 3), (1, 4), (5, 1), (37, 6), (250, 3)] {
+            let [start, a, b, d] = [0.1, 0.2, 0.3, 0.4].map(|seed| entries::<T>(nrows, ncols, seed));
+            let expected = |i: usize, j: usize| f(start[(i, j)], a[(i, j)], b[(i, j)], d[(i, j)]);
+            // Which of the six matrices are row-major views: none (the
+            // vectorized loop), all, or one input or one output alone (the
+            // entry-by-entry loop for all columns).
+            for strided in [
+                [false; 6],
+                [true; 6],
+                [false, false, false, false, true, false],
+                [false, true, false, false, false, false],
+            ] {
+                let layout = |m: &Mat<T>, row_major: bool| {
+                    if row_major {
+                        m.transpose().to_owned()
+                    } else {
+                        m.clone()
+                    }
+                };
+                fn view<T: Scalar>(m: &Mat<T>, row_major: bool) -> MatRef<'_, T> {
+                    if row_major { m.transpose() } else { m.as_ref() }
+                }
+                let zeros = Mat::<T>::zeros(nrows, ncols);
+                let (mut c, mut o1, mut o2) = (
+                    layout(&start, strided[0]),
+                    layout(&zeros, strided[1]),
+                    layout(&zeros, strided[2]),
+                );
+                let (ia, ib, id) = (
+                    layout(&a, strided[3]),
+                    layout(&b, strided[4]),
+                    layout(&d, strided[5]),
+                );
+                {
+                    let cm = if strided[0] {
+                        c.as_mut().transpose_mut()
+                    } else {
+                        c.as_mut()
+                    };
+                    let m1 = if strided[1] {
+                        o1.as_mut().transpose_mut()
+                    } else {
+                        o1.as_mut()
+                    };
+                    let m2 = if strided[2] {
+                        o2.as_mut().transpose_mut()
+                    } else {
+                        o2.as_mut()
+                    };
+                    update_with_outputs(
+                        cm,
+                        m1,
+                        m2,
+                        view(&ia, strided[3]),
+                        view(&ib, strided[4]),
+                        view(&id, strided[5]),
+                        f,
+                    );
+                }
+                let label = format!("update_with_outputs, {nrows} x {ncols}, row-major {strided:?}");
+                let [c, o1, o2] = [(&c, strided[0]), (&o1, strided[1]), (&o2, strided[2])]
+                    .map(|(m, row_major)| layout(m, row_major));
+                assert_bits_equal(&format!("{label}, c"), &c, |i, j| expected(i, j).0);
+                assert_bits_equal(&format!("{label}, out1"), &o1, |i, j| expected(i, j).1);
+                assert_bits_equal(&format!("{label}, out2"), &o2, |i, j| expected(i, j).2);
+            }
+        }
+    }
+
+    #[test]
+    fn update_with_outputs_matches_entrywise_f32() {
+        update_with_outputs_matches_entrywise::<f32>();
+    }
+
+    #[test]
+    fn update_with_outputs_matches_entrywise_f64() {
+        update_with_outputs_matches_entrywise::<f64>();
+    }
+
     fn written<T: Scalar>(
         nrows: usize,
         ncols: usize,

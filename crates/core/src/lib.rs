@@ -26,7 +26,7 @@ mod jfb;
 mod layer;
 mod operator;
 mod params;
-mod prox;
+pub mod prox;
 mod scalar;
 mod smooth;
 mod splitting;
@@ -50,7 +50,7 @@ pub use params::{
     find_param, matrix_fingerprint, param_names, params_fingerprint, restore_params, set_param,
     snapshot_params, split_grads,
 };
-pub use prox::Prox;
+pub use prox::{Entrywise, Prox};
 pub use scalar::Scalar;
 pub use smooth::Smooth;
 pub use splitting::Splitting;

@@ -100,6 +100,18 @@ pub trait Prox<T: Scalar>: Parameterized<T> + Send + Sync {
         Some(crate::columns::col_diff_norm2(v_col, projected.as_ref(), 0))
     }
 
+    /// Returns `prox_{γg}` as one function applied to every entry, when it is
+    /// one of the forms of [`Entrywise`], and `None` otherwise (the default).
+    ///
+    /// A splitting may then evaluate the prox inside its own pass over the
+    /// entries instead of calling [`Prox::prox`], which saves passes over
+    /// memory. The form must give the result of `prox` bit for bit, for the
+    /// same `gamma`.
+    fn entrywise(&self, gamma: T) -> Option<Entrywise<T>> {
+        let _ = gamma;
+        None
+    }
+
     /// Writes `out = prox_{γg}(v)` column by column. `out` and `v` have the
     /// same shape; `gamma ≥ 0`, and `gamma = 0` gives the identity for
     /// functions that are finite everywhere.
@@ -128,5 +140,73 @@ pub trait Prox<T: Scalar>: Parameterized<T> + Send + Sync {
         cotangent: MatRef<'_, T>,
     ) {
         let _ = (grads, v, gamma, data, cotangent);
+    }
+}
+
+/// A prox that applies one function to each entry, returned by
+/// [`Prox::entrywise`]. Entry `i` of a column maps to `u_i`:
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Entrywise<T> {
+    /// `u_i = v_i`.
+    Identity,
+    /// `u_i = shrink(v_i, threshold)`, the soft threshold of [`shrink`].
+    Shrink {
+        /// The threshold `t ≥ 0`.
+        threshold: T,
+    },
+    /// `u_i = clip(v_i, lower, upper)`, the projection of [`clip`].
+    Clip {
+        /// The lower bound.
+        lower: T,
+        /// The upper bound, at least `lower`.
+        upper: T,
+    },
+    /// `u_i = d_{offset + i}`: rows of the sample's data column, as in the
+    /// projection onto `{d}` of an equality constraint.
+    DataRows {
+        /// The first data row read.
+        offset: usize,
+    },
+}
+
+impl<T: Scalar> Entrywise<T> {
+    /// Returns `u_i` for the entry `v_i` and the data entry `d_{offset + i}`
+    /// (read by [`Entrywise::DataRows`] only).
+    #[inline(always)]
+    pub fn apply(self, v: T, data: T) -> T {
+        match self {
+            Entrywise::Identity => v,
+            Entrywise::Shrink { threshold } => shrink(v, threshold),
+            Entrywise::Clip { lower, upper } => clip(v, lower, upper),
+            Entrywise::DataRows { .. } => data,
+        }
+    }
+}
+
+/// Returns `sign(v) · max(|v| − t, 0)`, the prox of `t |·|`.
+#[inline(always)]
+pub fn shrink<T: Scalar>(v: T, t: T) -> T {
+    // Without branches, so that the loops vectorize and random signs cost no
+    // mispredictions. For t ≥ 0 at most one part is nonzero, and a NaN part
+    // gives zero, as in `if v > t { v − t } else if v < −t { v + t } else { 0 }`.
+    let zero = T::zero();
+    let above = v - t;
+    let below = v + t;
+    let above = if above > zero { above } else { zero };
+    let below = if below < zero { below } else { zero };
+    above + below
+}
+
+/// Returns `v` clipped to `[lower, upper]`, the projection onto the interval.
+/// An entry on a bound counts as clipped, and NaN passes through unchanged.
+#[inline(always)]
+pub fn clip<T: Scalar>(v: T, lower: T, upper: T) -> T {
+    if v <= lower {
+        lower
+    } else if v >= upper {
+        upper
+    } else {
+        v
     }
 }

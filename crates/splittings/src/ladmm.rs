@@ -1,18 +1,19 @@
 //! Linearized ADMM for `min_x Σ_i g_i(K_i x)`.
 
 use faer::dyn_stack::{MemStack, StackReq};
-use faer::linalg::{temp_mat_scratch, temp_mat_zeroed};
+use faer::linalg::{temp_mat_scratch, temp_mat_uninit, temp_mat_zeroed};
 use faer::mat::AsMatMut;
 use faer::prelude::{Reborrow, ReborrowMut};
 use faer::{Accum, Mat, MatMut, MatRef, Par};
-use optlayer_core::columns::{map2, map3, update2};
+use optlayer_core::columns::{map2, map3, update_with_outputs, update2};
+use optlayer_core::prox::{clip, shrink};
 use optlayer_core::validate::{check_computed_step, step_in};
 use optlayer_core::warm_start::{
     check_warm_start_count, decode_estimate, decode_warm_start_vector, encode_estimate,
     encode_warm_start_vector, set_parts_warm_start_state,
 };
 use optlayer_core::{
-    Error, Operator, ParamInfo, Parameterized, Prox, Result, Scalar, Splitting, power_iteration,
+    Entrywise, Error, Operator, ParamInfo, Parameterized, Prox, Result, Scalar, Splitting, power_iteration,
     power_iteration_from, split_grads,
 };
 
@@ -613,7 +614,9 @@ impl<T: Scalar> Splitting for LinearizedAdmm<T> {
             let (mut nu_next, tail) = tail.split_at_row_mut(r);
             rest = tail;
 
-            let (mut v, stack) = temp_mat_zeroed::<T, _, _>(r, batch, stack);
+            // SAFETY: every entry of v is written below before it is read:
+            // by the fused pass, or by `map3` and then `map2`.
+            let (mut v, stack) = unsafe { temp_mat_uninit::<T, _, _>(r, batch, stack) };
             let mut v = v.as_mat_mut();
 
             // Kx is written into the rows of ν⁺, and ν⁺ is later computed over
@@ -621,19 +624,35 @@ impl<T: Scalar> Splitting for LinearizedAdmm<T> {
             block
                 .operator
                 .apply(nu_next.rb_mut(), Accum::Replace, one, x, par, stack);
-            map3(v.rb_mut(), p, nu, nu_next.rb(), move |p, nu, kx| {
-                p + lambda * (nu + alpha * (kx - p))
-            });
-
-            // p⁺ = prox_{λg}(v), then ν⁺ = ν + α(Kx − p⁺).
             let mut p_next = p_next;
-            block.prox.prox(p_next.rb_mut(), v.rb(), lambda, data);
-            update2(nu_next.rb_mut(), nu, p_next.rb(), move |kx, nu, pn| {
-                nu + alpha * (kx - pn)
+            let fused = block.prox.entrywise(lambda).is_some_and(|form| {
+                fused_update(
+                    form,
+                    nu_next.rb_mut(),
+                    p_next.rb_mut(),
+                    v.rb_mut(),
+                    p,
+                    nu,
+                    data,
+                    [alpha, lambda],
+                )
             });
+            if !fused {
+                map3(v.rb_mut(), p, nu, nu_next.rb(), move |p, nu, kx| {
+                    p + lambda * (nu + alpha * (kx - p))
+                });
 
-            // x⁺ −= β Kᵀ(2ν⁺ − ν), with v reused for 2ν⁺ − ν.
-            map2(v.rb_mut(), nu_next.rb(), nu, move |nn, nu| two * nn - nu);
+                // p⁺ = prox_{λg}(v), then ν⁺ = ν + α(Kx − p⁺).
+                block.prox.prox(p_next.rb_mut(), v.rb(), lambda, data);
+                update2(nu_next.rb_mut(), nu, p_next.rb(), move |kx, nu, pn| {
+                    nu + alpha * (kx - pn)
+                });
+
+                // v is reused for 2ν⁺ − ν.
+                map2(v.rb_mut(), nu_next.rb(), nu, move |nn, nu| two * nn - nu);
+            }
+
+            // x⁺ −= β Kᵀ(2ν⁺ − ν).
             block
                 .operator
                 .apply_adjoint(x_next.rb_mut(), Accum::Add, -beta, v.rb(), par, stack);
@@ -768,5 +787,47 @@ impl<T: Scalar> Splitting for LinearizedAdmm<T> {
                     .for_each(|faer::unzip!(nb, c, wb, vb)| *nb = *c + *wb + lambda * *vb);
             }
         }
+    }
+}
+
+/// Runs the element-wise part of a block's step in one pass, for a prox
+/// that applies one function to each entry. `Kx` is in the rows of
+/// `nu_next` on entry. The pass writes `p⁺ = prox(p + λ(ν + α(Kx − p)))`,
+/// then `ν⁺ = ν + α(Kx − p⁺)` over `Kx`, then `2ν⁺ − ν` into `w`. It does
+/// the operations of the three separate passes in the same order, so the
+/// results agree bit for bit. Returns `false`, having written nothing, for
+/// forms it does not know and for data without the rows a form reads.
+#[allow(clippy::too_many_arguments)]
+fn fused_update<T: Scalar>(
+    form: Entrywise<T>,
+    nu_next: MatMut<'_, T>,
+    p_next: MatMut<'_, T>,
+    w: MatMut<'_, T>,
+    p: MatRef<'_, T>,
+    nu: MatRef<'_, T>,
+    data: MatRef<'_, T>,
+    [alpha, lambda]: [T; 2],
+) -> bool {
+    let two = T::lit(2.0);
+    macro_rules! pass {
+        ($d:expr, $prox:expr) => {{
+            let prox = $prox;
+            update_with_outputs(nu_next, p_next, w, p, nu, $d, move |kx, p, nu, d| {
+                let pn = prox(p + lambda * (nu + alpha * (kx - p)), d);
+                let nn = nu + alpha * (kx - pn);
+                (nn, pn, two * nn - nu)
+            });
+            true
+        }};
+    }
+    match form {
+        Entrywise::Identity => pass!(p, |v: T, _: T| v),
+        Entrywise::Shrink { threshold } => pass!(p, move |v: T, _: T| shrink(v, threshold)),
+        Entrywise::Clip { lower, upper } => pass!(p, move |v: T, _: T| clip(v, lower, upper)),
+        Entrywise::DataRows { offset } if offset + p.nrows() <= data.nrows() => {
+            pass!(data.subrows(offset, p.nrows()), |_: T, d: T| d)
+        }
+        // The prox itself handles data that lacks the rows its form names.
+        _ => false,
     }
 }

@@ -15,7 +15,9 @@
 //! - [`check_zero_step`]: step zero gives the identity, for functions that
 //!   are finite everywhere;
 //! - [`check_vjp`]: the vector-Jacobian product against central finite
-//!   differences, skipping coordinates within the difference step of a kink.
+//!   differences, skipping coordinates within the difference step of a kink;
+//! - [`check_entrywise`]: the form of [`Prox::entrywise`], which splittings
+//!   evaluate in their own loops, gives the output of `prox` bit for bit.
 //!
 //! The checks return measured numbers and never panic on a failed property;
 //! each result has a `passes` method that takes the tolerance. Inputs that
@@ -45,7 +47,7 @@
 
 use faer::{Mat, MatMut, MatRef};
 use optlayer_core::validate::{check_positive, check_rows, check_shape};
-use optlayer_core::{Error, Prox, Result, columns};
+use optlayer_core::{Entrywise, Error, Prox, Result, columns};
 
 use crate::fd::{FdOptions, GradientCheck, check_prox_vjp};
 
@@ -418,6 +420,75 @@ pub fn check_vjp<P: Prox<f64> + ?Sized>(
     Ok(check_prox_vjp(prox, v, gamma, data, cotangent, opts))
 }
 
+/// The outcome of [`check_entrywise`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EntrywiseMatch {
+    /// The form the map returned, or `None` when it has none and nothing
+    /// was compared.
+    pub form: Option<Entrywise<f64>>,
+    /// Entries compared.
+    pub entries: usize,
+    /// Entries where the form and `prox` differ in any bit (two NaNs count
+    /// as equal), or where the form reads a data row the batch lacks.
+    pub mismatches: usize,
+    /// The first mismatch as `(row, column, prox output, form output)`.
+    pub first_mismatch: Option<(usize, usize, f64, f64)>,
+}
+
+impl EntrywiseMatch {
+    /// Returns whether every entry matched.
+    pub fn passes(&self) -> bool {
+        self.mismatches == 0
+    }
+}
+
+/// Compares the form returned by [`Prox::entrywise`] for `gamma` with
+/// [`Prox::prox`] on every entry of `v`, bit for bit. A splitting that
+/// fuses the form into its own pass relies on the two agreeing exactly.
+///
+/// # Errors
+/// When `gamma` is negative or not finite, or `v` does not fit the map or
+/// the data batch.
+pub fn check_entrywise<P: Prox<f64> + ?Sized>(
+    prox: &P,
+    v: MatRef<'_, f64>,
+    gamma: f64,
+    data: MatRef<'_, f64>,
+) -> Result<EntrywiseMatch> {
+    optlayer_core::validate::check_nonnegative("gamma", gamma)?;
+    check_batch(prox, v, data)?;
+    let mut result = EntrywiseMatch {
+        form: prox.entrywise(gamma),
+        ..EntrywiseMatch::default()
+    };
+    let Some(form) = result.form else {
+        return Ok(result);
+    };
+    let out = apply(prox, v, gamma, data);
+    for j in 0..v.ncols() {
+        for i in 0..v.nrows() {
+            let data_row = match form {
+                Entrywise::DataRows { offset } => Some(offset + i),
+                _ => None,
+            };
+            let datum = match data_row {
+                Some(row) if row >= data.nrows() => None,
+                Some(row) => Some(data[(row, j)]),
+                None => Some(0.0),
+            };
+            let expected = out[(i, j)];
+            let got = datum.map_or(f64::NAN, |d| form.apply(v[(i, j)], d));
+            result.entries += 1;
+            let same = got.to_bits() == expected.to_bits() || (got.is_nan() && expected.is_nan());
+            if datum.is_none() || !same {
+                result.mismatches += 1;
+                result.first_mismatch.get_or_insert((i, j, expected, got));
+            }
+        }
+    }
+    Ok(result)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -601,6 +672,70 @@ mod tests {
         assert!(matches!(
             check_zero_step(&HalfSquared, v.as_ref(), no_data(3).as_ref()),
             Err(Error::ShapeMismatch { .. })
+        ));
+    }
+
+    /// The soft threshold at `γ`, claiming a form chosen by the test.
+    struct ClaimedShrink(Option<Entrywise<f64>>);
+
+    impl Parameterized<f64> for ClaimedShrink {}
+
+    impl Prox<f64> for ClaimedShrink {
+        fn entrywise(&self, _gamma: f64) -> Option<Entrywise<f64>> {
+            self.0
+        }
+
+        fn prox(&self, out: MatMut<'_, f64>, v: MatRef<'_, f64>, gamma: f64, _data: MatRef<'_, f64>) {
+            faer::zip!(out, v).for_each(|faer::unzip!(o, v)| *o = optlayer_core::prox::shrink(*v, gamma));
+        }
+
+        fn prox_vjp(
+            &self,
+            _v_bar: MatMut<'_, f64>,
+            _v: MatRef<'_, f64>,
+            _gamma: f64,
+            _data: MatRef<'_, f64>,
+            _cotangent: MatRef<'_, f64>,
+        ) {
+        }
+    }
+
+    #[test]
+    fn entrywise_check_finds_a_wrong_form() {
+        let v = gaussian(6, 4, 11);
+        let data = gaussian(8, 4, 12);
+        let right = ClaimedShrink(Some(Entrywise::Shrink { threshold: 0.5 }));
+        let check = check_entrywise(&right, v.as_ref(), 0.5, data.as_ref()).unwrap();
+        assert!(check.passes(), "{check:?}");
+        assert_eq!(check.entries, 24);
+        // The sign of a zero counts: −0 from `signum · max` differs from +0.
+        let signed = |v: f64| v.signum() * (v.abs() - 0.5).max(0.0);
+        assert!((0..24).any(|k| {
+            let x = v[(k % 6, k / 6)];
+            signed(x).to_bits() != optlayer_core::prox::shrink(x, 0.5).to_bits()
+        }));
+
+        for wrong in [
+            Entrywise::Shrink { threshold: 0.4 },
+            Entrywise::Identity,
+            Entrywise::Clip {
+                lower: -0.5,
+                upper: 0.5,
+            },
+            Entrywise::DataRows { offset: 0 },
+            // Reads rows 3 to 8 of data with 8 rows.
+            Entrywise::DataRows { offset: 3 },
+        ] {
+            let check = check_entrywise(&ClaimedShrink(Some(wrong)), v.as_ref(), 0.5, data.as_ref()).unwrap();
+            assert!(!check.passes(), "{wrong:?}: {check:?}");
+            assert!(check.first_mismatch.is_some());
+        }
+
+        let none = check_entrywise(&ClaimedShrink(None), v.as_ref(), 0.5, data.as_ref()).unwrap();
+        assert_eq!((none.form, none.entries, none.passes()), (None, 0, true));
+        assert!(matches!(
+            check_entrywise(&right, v.as_ref(), -1.0, data.as_ref()),
+            Err(Error::InvalidParameter { .. })
         ));
     }
 }

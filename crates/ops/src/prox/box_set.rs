@@ -1,6 +1,6 @@
 use faer::{MatMut, MatRef};
 use optlayer_core::columns::map1;
-use optlayer_core::{Error, Parameterized, Prox, Result, Scalar};
+use optlayer_core::{Entrywise, Error, Parameterized, Prox, Result, Scalar};
 
 use super::projection::{clip, indicator_value, inside_open_interval, membership_tolerance};
 
@@ -143,6 +143,16 @@ impl<T: Scalar> Prox<T> for BoxSet<T> {
                 && entry <= upper + membership_tolerance(upper.abs())
         });
         Some(indicator_value(inside))
+    }
+
+    fn entrywise(&self, _gamma: T) -> Option<Entrywise<T>> {
+        match &self.bounds {
+            Bounds::Uniform { lower, upper } => Some(Entrywise::Clip {
+                lower: *lower,
+                upper: *upper,
+            }),
+            Bounds::PerEntry { .. } => None,
+        }
     }
 
     fn prox(&self, mut out: MatMut<'_, T>, v: MatRef<'_, T>, _gamma: T, _data: MatRef<'_, T>) {

@@ -1,6 +1,6 @@
 use faer::{Mat, MatMut, MatRef};
 use optlayer_core::validate::{check_finite, check_nonempty};
-use optlayer_core::{Error, Parameterized, Prox, Result, Scalar};
+use optlayer_core::{Entrywise, Error, Parameterized, Prox, Result, Scalar};
 
 use super::projection::{indicator_value, membership_tolerance};
 
@@ -118,6 +118,13 @@ impl<T: Scalar> Prox<T> for IndicatorPoint<T> {
             entry.is_finite() && (entry - target).abs() <= membership_tolerance(target.abs())
         });
         Some(indicator_value(inside))
+    }
+
+    fn entrywise(&self, _gamma: T) -> Option<Entrywise<T>> {
+        match &self.source {
+            PointSource::Data { offset, .. } => Some(Entrywise::DataRows { offset: *offset }),
+            PointSource::Fixed(_) => None,
+        }
     }
 
     fn prox(&self, mut out: MatMut<'_, T>, _v: MatRef<'_, T>, _gamma: T, data: MatRef<'_, T>) {

@@ -1,7 +1,8 @@
 use faer::{Mat, MatMut, MatRef};
 use optlayer_core::columns::map1;
+use optlayer_core::prox::shrink;
 use optlayer_core::validate::check_nonnegative;
-use optlayer_core::{Error, ParamInfo, Parameterized, Prox, Result, Scalar};
+use optlayer_core::{Entrywise, Error, ParamInfo, Parameterized, Prox, Result, Scalar};
 
 /// The weighted ℓ1 norm `g(x) = Σ_i w_i |x_i|`, whose prox is soft-thresholding:
 /// `prox_{γg}(v)_i = sign(v_i) · max(|v_i| − γ w_i, 0)`.
@@ -92,20 +93,6 @@ impl<T: Scalar> L1Norm<T> {
     }
 }
 
-/// Returns `sign(v) · max(|v| − t, 0)`.
-#[inline(always)]
-fn shrink<T: Scalar>(v: T, t: T) -> T {
-    // Without branches, so that the loops vectorize and random signs cost no
-    // mispredictions. For t ≥ 0 at most one part is nonzero, and a NaN part
-    // gives zero, as in `if v > t { v − t } else if v < −t { v + t } else { 0 }`.
-    let zero = T::zero();
-    let above = v - t;
-    let below = v + t;
-    let above = if above > zero { above } else { zero };
-    let below = if below < zero { below } else { zero };
-    above + below
-}
-
 impl<T: Scalar> Parameterized<T> for L1Norm<T> {
     fn param_count(&self) -> usize {
         usize::from(matches!(self.weights, Weights::Learnable { .. }))
@@ -157,6 +144,11 @@ impl<T: Scalar> Parameterized<T> for L1Norm<T> {
 impl<T: Scalar> Prox<T> for L1Norm<T> {
     fn is_separable(&self) -> bool {
         true
+    }
+
+    fn entrywise(&self, gamma: T) -> Option<Entrywise<T>> {
+        let w = self.shared_weight()?;
+        Some(Entrywise::Shrink { threshold: gamma * w })
     }
 
     fn dim(&self) -> Option<usize> {

@@ -1,7 +1,7 @@
 use faer::{MatMut, MatRef};
 use optlayer_core::columns::map1;
 use optlayer_core::validate::check_nonnegative;
-use optlayer_core::{Parameterized, Prox, Result, Scalar};
+use optlayer_core::{Entrywise, Parameterized, Prox, Result, Scalar};
 
 use super::projection::{clip, indicator_value, inside_open_interval, membership_tolerance};
 
@@ -54,6 +54,11 @@ impl<T: Scalar> Prox<T> for LinfBall<T> {
             entry.is_finite() && entry.abs() <= bound
         });
         Some(indicator_value(inside))
+    }
+
+    fn entrywise(&self, _gamma: T) -> Option<Entrywise<T>> {
+        let r = self.radius;
+        Some(Entrywise::Clip { lower: -r, upper: r })
     }
 
     fn prox(&self, out: MatMut<'_, T>, v: MatRef<'_, T>, _gamma: T, _data: MatRef<'_, T>) {

@@ -17,18 +17,7 @@ pub(crate) fn indicator_value<T: Scalar>(inside: bool) -> T {
     if inside { T::zero() } else { T::infinity() }
 }
 
-/// Returns `v` clipped to `[lower, upper]`. An entry on a bound counts as
-/// clipped, matching [`inside_open_interval`], and NaN passes through unchanged.
-#[inline(always)]
-pub(crate) fn clip<T: Scalar>(v: T, lower: T, upper: T) -> T {
-    if v <= lower {
-        lower
-    } else if v >= upper {
-        upper
-    } else {
-        v
-    }
-}
+pub(crate) use optlayer_core::prox::clip;
 
 /// Returns whether `lower < v < upper`, where the derivative of [`clip`] is 1.
 #[inline(always)]

@@ -1,5 +1,5 @@
 use faer::{MatMut, MatRef};
-use optlayer_core::{Parameterized, Prox, Scalar};
+use optlayer_core::{Entrywise, Parameterized, Prox, Scalar};
 
 /// The zero function, whose prox is the identity; for blocks that carry a
 /// variable without regularizing it.
@@ -15,6 +15,10 @@ impl<T: Scalar> Prox<T> for Zero {
 
     fn value(&self, _x: MatRef<'_, T>, _data: MatRef<'_, T>, _col: usize) -> Option<T> {
         Some(T::zero())
+    }
+
+    fn entrywise(&self, _gamma: T) -> Option<Entrywise<T>> {
+        Some(Entrywise::Identity)
     }
 
     fn prox(&self, out: MatMut<'_, T>, v: MatRef<'_, T>, _gamma: T, _data: MatRef<'_, T>) {
