@@ -795,8 +795,11 @@ impl<T: Scalar> Splitting for LinearizedAdmm<T> {
 /// `nu_next` on entry. The pass writes `p⁺ = prox(p + λ(ν + α(Kx − p)))`,
 /// then `ν⁺ = ν + α(Kx − p⁺)` over `Kx`, then `2ν⁺ − ν` into `w`. It does
 /// the operations of the three separate passes in the same order, so the
-/// results agree bit for bit. Returns `false`, having written nothing, for
-/// forms it does not know and for data without the rows a form reads.
+/// results agree bit for bit. The exception is a NaN, whose sign or payload
+/// may differ: where both operands of an operation are NaN, the operand
+/// order the compiler picks decides which one propagates. Returns `false`,
+/// having written nothing, for forms it does not know and for data without
+/// the rows a form reads, including rows past `usize::MAX`.
 #[allow(clippy::too_many_arguments)]
 fn fused_update<T: Scalar>(
     form: Entrywise<T>,
@@ -824,10 +827,16 @@ fn fused_update<T: Scalar>(
         Entrywise::Identity => pass!(p, |v: T, _: T| v),
         Entrywise::Shrink { threshold } => pass!(p, move |v: T, _: T| shrink(v, threshold)),
         Entrywise::Clip { lower, upper } => pass!(p, move |v: T, _: T| clip(v, lower, upper)),
-        Entrywise::DataRows { offset } if offset + p.nrows() <= data.nrows() => {
+        Entrywise::DataRows { offset } if has_rows(data, offset, p.nrows()) => {
             pass!(data.subrows(offset, p.nrows()), |_: T, d: T| d)
         }
         // The prox itself handles data that lacks the rows its form names.
         _ => false,
     }
+}
+
+/// Returns whether `data` has the rows `offset..offset + rows`; an end past
+/// `usize::MAX` counts as missing rows.
+fn has_rows<T>(data: MatRef<'_, T>, offset: usize, rows: usize) -> bool {
+    offset.checked_add(rows).is_some_and(|end| end <= data.nrows())
 }
