@@ -467,14 +467,13 @@ pub fn check_entrywise<P: Prox<f64> + ?Sized>(
     let out = apply(prox, v, gamma, data);
     for j in 0..v.ncols() {
         for i in 0..v.nrows() {
-            let data_row = match form {
-                Entrywise::DataRows { offset } => Some(offset + i),
-                _ => None,
-            };
-            let datum = match data_row {
-                Some(row) if row >= data.nrows() => None,
-                Some(row) => Some(data[(row, j)]),
-                None => Some(0.0),
+            // A row past `usize::MAX` is as absent as one past the batch.
+            let datum = match form {
+                Entrywise::DataRows { offset } => offset
+                    .checked_add(i)
+                    .filter(|&row| row < data.nrows())
+                    .map(|row| data[(row, j)]),
+                _ => Some(0.0),
             };
             let expected = out[(i, j)];
             let got = datum.map_or(f64::NAN, |d| form.apply(v[(i, j)], d));
