@@ -91,10 +91,13 @@ fn awkward<T: Scalar>(k: usize) -> T {
     T::lit(pool[k % pool.len()])
 }
 
+/// Builds a prox, with its form hidden when the argument is `true`.
+type MakeProx<T> = Box<dyn Fn(bool) -> Box<dyn Prox<T>>>;
+
 /// Returns a block row count and a constructor, visible or opaque, for a
 /// prox of every entry-wise form. The ℓ1 weights are zero, ordinary and
 /// 1e30, and the boxes include infinite bounds and `l = u`.
-fn proxes<T: Scalar>() -> Vec<(usize, Box<dyn Fn(bool) -> Box<dyn Prox<T>>>)> {
+fn proxes<T: Scalar>() -> Vec<(usize, MakeProx<T>)> {
     fn boxed<T: Scalar, P: Prox<T> + 'static>(p: P, opaque: bool) -> Box<dyn Prox<T>> {
         if opaque { Box::new(Opaque(p)) } else { Box::new(p) }
     }
@@ -471,7 +474,7 @@ fn strided_and_row_major_views() {
     strided_views::<f32>();
 }
 
-/// A user prox whose form is the identity but which reads the data rows
+/// A user prox that is the identity but whose form names the data rows
 /// `offset..offset + rows`, where `offset` is far past any data.
 struct FarRows {
     offset: usize,
@@ -502,7 +505,7 @@ impl Prox<f64> for FarRows {
 /// back to `prox`. An offset near `usize::MAX` must do the same, not
 /// overflow `offset + rows` and panic.
 #[test]
-fn data_rows_form_past_the_end_falls_back_to_prox() {
+fn data_rows_past_the_data_fall_back() {
     for offset in [DATA_ROWS, 1 << 40, usize::MAX - 1, usize::MAX] {
         let make = |opaque: bool| {
             let prox = FarRows { offset };
@@ -559,7 +562,7 @@ impl Prox<f64> for WritesNothing {
 }
 
 #[test]
-fn a_prox_that_writes_nothing_reads_no_scratch() {
+fn prox_writing_nothing_reads_no_scratch() {
     let op = Dense::new(gaussian(4, N, 8).as_ref() * 0.3).unwrap();
     let steps = LadmmSteps {
         alpha: 0.5,
