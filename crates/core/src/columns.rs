@@ -654,8 +654,8 @@ mod tests {
         })
     }
 
-    /// Runs `write` on a zero output of the given shape, contiguous or a
-    /// transposed (strided) view, and returns what it wrote.
+    /// Checks `update_with_outputs` against `f` entry by entry, bit for bit,
+    /// with every matrix column-major, every one row-major, or one row-major.
     fn update_with_outputs_matches_entrywise<T: Scalar>() {
         let f = |c: T, a: T, b: T, d: T| {
             let first = c + T::lit(0.7) * (a - b);
@@ -740,6 +740,8 @@ mod tests {
         update_with_outputs_matches_entrywise::<f64>();
     }
 
+    /// Runs `write` on a zero output of the given shape, contiguous or a
+    /// transposed (strided) view, and returns what it wrote.
     fn written<T: Scalar>(
         nrows: usize,
         ncols: usize,
