@@ -203,8 +203,8 @@ impl Prox<f64> for FarRows {
 }
 
 /// `check_entrywise` counts every entry whose data row the batch lacks as a
-/// mismatch; an offset near `usize::MAX` must not wrap `offset + row` around
-/// to a row the batch has, nor panic.
+/// mismatch. An offset near `usize::MAX` must neither wrap `offset + row`
+/// around to a row the batch has nor panic.
 #[test]
 fn check_entrywise_with_rows_past_the_end() {
     let v = gaussian(4, 3, 1);
