@@ -12,58 +12,10 @@ use faer::{Mat, MatMut, MatRef};
 use optlayer::ops::{BoxSet, Dense, Identity, IndicatorPoint, L1Norm, LearnableDense, LinfBall, Zero};
 use optlayer::splittings::{Block, LadmmSteps, LinearizedAdmm};
 use optlayer::{
-    AndersonOptions, Entrywise, ForwardOptions, ForwardResult, OptLayer, ParamInfo, Parameterized, Prox,
-    Result, Scalar,
+    AndersonOptions, Entrywise, ForwardOptions, ForwardResult, OptLayer, Parameterized, Prox, Scalar,
 };
-use optlayer_testing::prox_checks::check_entrywise;
+use optlayer_testing::prox_checks::{HiddenForm, check_entrywise};
 use optlayer_testing::random::gaussian;
-
-/// Forwards everything to `P`, parameters included, except the entry-wise
-/// form, so that the splitting calls `prox`.
-struct Opaque<P>(P);
-
-impl<T: Scalar, P: Prox<T>> Parameterized<T> for Opaque<P> {
-    fn param_count(&self) -> usize {
-        self.0.param_count()
-    }
-    fn param_info(&self, index: usize) -> ParamInfo {
-        self.0.param_info(index)
-    }
-    fn param(&self, index: usize) -> MatRef<'_, T> {
-        self.0.param(index)
-    }
-    fn param_mut(&mut self, index: usize) -> MatMut<'_, T> {
-        self.0.param_mut(index)
-    }
-    fn after_param_update(&mut self) -> Result<()> {
-        self.0.after_param_update()
-    }
-}
-
-impl<T: Scalar, P: Prox<T>> Prox<T> for Opaque<P> {
-    fn dim(&self) -> Option<usize> {
-        self.0.dim()
-    }
-    fn data_rows_needed(&self) -> usize {
-        self.0.data_rows_needed()
-    }
-    fn is_indicator(&self) -> bool {
-        self.0.is_indicator()
-    }
-    fn prox(&self, out: MatMut<'_, T>, v: MatRef<'_, T>, gamma: T, data: MatRef<'_, T>) {
-        self.0.prox(out, v, gamma, data);
-    }
-    fn prox_vjp(
-        &self,
-        v_bar: MatMut<'_, T>,
-        v: MatRef<'_, T>,
-        gamma: T,
-        data: MatRef<'_, T>,
-        cotangent: MatRef<'_, T>,
-    ) {
-        self.0.prox_vjp(v_bar, v, gamma, data, cotangent);
-    }
-}
 
 fn block<T: Scalar>(
     op: impl optlayer::Operator<T> + 'static,
@@ -71,7 +23,7 @@ fn block<T: Scalar>(
     opaque: bool,
 ) -> Block<T> {
     if opaque {
-        Block::new(op, Opaque(prox))
+        Block::new(op, HiddenForm(prox))
     } else {
         Block::new(op, prox)
     }

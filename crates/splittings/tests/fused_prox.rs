@@ -6,41 +6,11 @@
 
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::{Mat, MatMut, MatRef, Par};
-use optlayer_core::{Parameterized, Prox, Scalar, Splitting};
+use optlayer_core::{Prox, Scalar, Splitting};
 use optlayer_ops::{BoxSet, Dense, IndicatorPoint, L1Norm, LinfBall, Zero};
 use optlayer_splittings::{Block, LadmmSteps, LinearizedAdmm};
+use optlayer_testing::prox_checks::HiddenForm;
 use optlayer_testing::random::gaussian;
-
-/// A prox that forwards everything to `P` except its entry-wise form, so
-/// that a splitting calls `prox`.
-struct Opaque<P>(P);
-
-impl<T: Scalar, P: Prox<T>> Parameterized<T> for Opaque<P> {}
-
-impl<T: Scalar, P: Prox<T>> Prox<T> for Opaque<P> {
-    fn dim(&self) -> Option<usize> {
-        self.0.dim()
-    }
-
-    fn data_rows_needed(&self) -> usize {
-        self.0.data_rows_needed()
-    }
-
-    fn prox(&self, out: MatMut<'_, T>, v: MatRef<'_, T>, gamma: T, data: MatRef<'_, T>) {
-        self.0.prox(out, v, gamma, data);
-    }
-
-    fn prox_vjp(
-        &self,
-        v_bar: MatMut<'_, T>,
-        v: MatRef<'_, T>,
-        gamma: T,
-        data: MatRef<'_, T>,
-        cotangent: MatRef<'_, T>,
-    ) {
-        self.0.prox_vjp(v_bar, v, gamma, data, cotangent);
-    }
-}
 
 const N: usize = 37;
 const DATA_ROWS: usize = 14;
@@ -60,7 +30,7 @@ fn model<T: Scalar>(opaque: bool) -> LinearizedAdmm<T> {
     };
     fn block<T: Scalar>(op: Dense<T>, prox: impl Prox<T> + 'static, opaque: bool) -> Block<T> {
         if opaque {
-            Block::new(op, Opaque(prox))
+            Block::new(op, HiddenForm(prox))
         } else {
             Block::new(op, prox)
         }

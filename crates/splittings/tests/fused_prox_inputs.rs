@@ -16,51 +16,8 @@ use faer::{Mat, MatMut, MatRef, Par};
 use optlayer_core::{Entrywise, ParamInfo, Parameterized, Prox, Result, Scalar, Splitting};
 use optlayer_ops::{BoxSet, Dense, Identity, IndicatorPoint, L1Norm, LinfBall, Zero};
 use optlayer_splittings::{Block, LadmmSteps, LinearizedAdmm};
+use optlayer_testing::prox_checks::HiddenForm;
 use optlayer_testing::random::gaussian;
-
-/// Forwards everything to `P`, parameters included, except the entry-wise
-/// form, so that the splitting calls `prox`.
-struct Opaque<P>(P);
-
-impl<T: Scalar, P: Prox<T>> Parameterized<T> for Opaque<P> {
-    fn param_count(&self) -> usize {
-        self.0.param_count()
-    }
-    fn param_info(&self, index: usize) -> ParamInfo {
-        self.0.param_info(index)
-    }
-    fn param(&self, index: usize) -> MatRef<'_, T> {
-        self.0.param(index)
-    }
-    fn param_mut(&mut self, index: usize) -> MatMut<'_, T> {
-        self.0.param_mut(index)
-    }
-    fn after_param_update(&mut self) -> Result<()> {
-        self.0.after_param_update()
-    }
-}
-
-impl<T: Scalar, P: Prox<T>> Prox<T> for Opaque<P> {
-    fn dim(&self) -> Option<usize> {
-        self.0.dim()
-    }
-    fn data_rows_needed(&self) -> usize {
-        self.0.data_rows_needed()
-    }
-    fn prox(&self, out: MatMut<'_, T>, v: MatRef<'_, T>, gamma: T, data: MatRef<'_, T>) {
-        self.0.prox(out, v, gamma, data);
-    }
-    fn prox_vjp(
-        &self,
-        v_bar: MatMut<'_, T>,
-        v: MatRef<'_, T>,
-        gamma: T,
-        data: MatRef<'_, T>,
-        cotangent: MatRef<'_, T>,
-    ) {
-        self.0.prox_vjp(v_bar, v, gamma, data, cotangent);
-    }
-}
 
 fn cast<T: Scalar>(m: &Mat<f64>) -> Mat<T> {
     Mat::from_fn(m.nrows(), m.ncols(), |i, j| T::lit(m[(i, j)]))
@@ -99,7 +56,11 @@ type MakeProx<T> = Box<dyn Fn(bool) -> Box<dyn Prox<T>>>;
 /// 1e30, and the boxes include infinite bounds and `l = u`.
 fn proxes<T: Scalar>() -> Vec<(usize, MakeProx<T>)> {
     fn boxed<T: Scalar, P: Prox<T> + 'static>(p: P, opaque: bool) -> Box<dyn Prox<T>> {
-        if opaque { Box::new(Opaque(p)) } else { Box::new(p) }
+        if opaque {
+            Box::new(HiddenForm(p))
+        } else {
+            Box::new(p)
+        }
     }
     vec![
         (5, Box::new(|o| boxed(L1Norm::new(T::lit(0.7)).unwrap(), o))),
@@ -340,7 +301,7 @@ fn ties<T: Scalar>() {
         let blocks = proxes
             .into_iter()
             .map(|p| {
-                let p: Box<dyn Prox<T>> = if opaque { Box::new(Opaque(Boxed(p))) } else { p };
+                let p: Box<dyn Prox<T>> = if opaque { Box::new(HiddenForm(Boxed(p))) } else { p };
                 Block::new(Identity::new(r), Boxed(p))
             })
             .collect();
@@ -502,7 +463,7 @@ fn data_rows_past_the_data_fall_back() {
             let prox = FarRows { offset };
             let op = Dense::new(gaussian(3, N, 5).as_ref() * 0.3).unwrap();
             let block = if opaque {
-                Block::new(op, Opaque(prox))
+                Block::new(op, HiddenForm(prox))
             } else {
                 Block::new(op, prox)
             };

@@ -18,6 +18,8 @@
 //!   differences, skipping coordinates within the difference step of a kink;
 //! - [`check_entrywise`]: the form of [`Prox::entrywise`], which splittings
 //!   evaluate in their own loops, gives the output of `prox` bit for bit.
+//!   [`HiddenForm`] wraps a map without its form, so that a splitting's
+//!   fused path can be compared with the path that calls `prox`.
 //!
 //! The checks return measured numbers and never panic on a failed property;
 //! each result has a `passes` method that takes the tolerance. Inputs that
@@ -47,7 +49,7 @@
 
 use faer::{Mat, MatMut, MatRef};
 use optlayer_core::validate::{check_positive, check_rows, check_shape};
-use optlayer_core::{Entrywise, Error, Prox, Result, columns};
+use optlayer_core::{Entrywise, Error, ParamInfo, Parameterized, Prox, Result, Scalar, columns};
 
 use crate::fd::{FdOptions, GradientCheck, check_prox_vjp};
 
@@ -486,6 +488,87 @@ pub fn check_entrywise<P: Prox<f64> + ?Sized>(
         }
     }
     Ok(result)
+}
+
+/// A proximal map that forwards every method to the map it wraps, its
+/// parameters included, except [`Prox::entrywise`], which it leaves at
+/// `None`. A splitting given it calls [`Prox::prox`] instead of fusing the
+/// form, so tests can compare the two paths of one model.
+#[derive(Clone, Debug)]
+pub struct HiddenForm<P>(pub P);
+
+impl<T: Scalar, P: Prox<T>> Parameterized<T> for HiddenForm<P> {
+    fn param_count(&self) -> usize {
+        self.0.param_count()
+    }
+
+    fn param_info(&self, index: usize) -> ParamInfo {
+        self.0.param_info(index)
+    }
+
+    fn param(&self, index: usize) -> MatRef<'_, T> {
+        self.0.param(index)
+    }
+
+    fn param_mut(&mut self, index: usize) -> MatMut<'_, T> {
+        self.0.param_mut(index)
+    }
+
+    fn after_param_update(&mut self) -> Result<()> {
+        self.0.after_param_update()
+    }
+}
+
+impl<T: Scalar, P: Prox<T>> Prox<T> for HiddenForm<P> {
+    fn dim(&self) -> Option<usize> {
+        self.0.dim()
+    }
+
+    fn data_rows_needed(&self) -> usize {
+        self.0.data_rows_needed()
+    }
+
+    fn value(&self, x: MatRef<'_, T>, data: MatRef<'_, T>, col: usize) -> Option<T> {
+        self.0.value(x, data, col)
+    }
+
+    fn is_separable(&self) -> bool {
+        self.0.is_separable()
+    }
+
+    fn is_indicator(&self) -> bool {
+        self.0.is_indicator()
+    }
+
+    fn infeasibility(&self, v: MatRef<'_, T>, data: MatRef<'_, T>, col: usize) -> Option<T> {
+        self.0.infeasibility(v, data, col)
+    }
+
+    fn prox(&self, out: MatMut<'_, T>, v: MatRef<'_, T>, gamma: T, data: MatRef<'_, T>) {
+        self.0.prox(out, v, gamma, data);
+    }
+
+    fn prox_vjp(
+        &self,
+        v_bar: MatMut<'_, T>,
+        v: MatRef<'_, T>,
+        gamma: T,
+        data: MatRef<'_, T>,
+        cotangent: MatRef<'_, T>,
+    ) {
+        self.0.prox_vjp(v_bar, v, gamma, data, cotangent);
+    }
+
+    fn accumulate_grad(
+        &self,
+        grads: &mut [Mat<T>],
+        v: MatRef<'_, T>,
+        gamma: T,
+        data: MatRef<'_, T>,
+        cotangent: MatRef<'_, T>,
+    ) {
+        self.0.accumulate_grad(grads, v, gamma, data, cotangent);
+    }
 }
 
 #[cfg(test)]
