@@ -1165,6 +1165,7 @@ fn entrywise_forms_of_the_elementary_maps() {
         ("l1 learnable", "Shrink"),
         ("zero", "Identity"),
         ("point from data", "DataRows { offset: 1 }"),
+        ("scaled l1", "Shrink"),
         ("box uniform", "Clip"),
         ("linf ball", "Clip"),
     ];

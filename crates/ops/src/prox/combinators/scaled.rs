@@ -1,6 +1,6 @@
 use faer::{Mat, MatMut, MatRef};
 use optlayer_core::validate::check_nonnegative;
-use optlayer_core::{ParamInfo, Parameterized, Prox, Result, Scalar};
+use optlayer_core::{Entrywise, ParamInfo, Parameterized, Prox, Result, Scalar};
 
 use super::describe;
 
@@ -120,6 +120,10 @@ impl<T: Scalar> Prox<T> for Scaled<T> {
         } else {
             Some(self.factor * inner)
         }
+    }
+
+    fn entrywise(&self, gamma: T) -> Option<Entrywise<T>> {
+        self.inner.entrywise(gamma * self.factor)
     }
 
     fn prox(&self, out: MatMut<'_, T>, v: MatRef<'_, T>, gamma: T, data: MatRef<'_, T>) {
