@@ -184,6 +184,13 @@ impl<T: Scalar> Entrywise<T> {
     }
 }
 
+/// Returns whether `data` has the rows `offset..offset + rows`, which a
+/// [`Entrywise::DataRows`] form reads. An end past `usize::MAX` counts as
+/// missing rows.
+pub fn data_has_rows<T>(data: MatRef<'_, T>, offset: usize, rows: usize) -> bool {
+    offset.checked_add(rows).is_some_and(|end| end <= data.nrows())
+}
+
 /// Returns `sign(v) · max(|v| − t, 0)`, the prox of `t |·|`.
 #[inline(always)]
 pub fn shrink<T: Scalar>(v: T, t: T) -> T {

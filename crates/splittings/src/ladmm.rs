@@ -6,7 +6,7 @@ use faer::mat::AsMatMut;
 use faer::prelude::{Reborrow, ReborrowMut};
 use faer::{Accum, Mat, MatMut, MatRef, Par};
 use optlayer_core::columns::{map2, map3, update_with_outputs, update2};
-use optlayer_core::prox::{clip, shrink};
+use optlayer_core::prox::{clip, data_has_rows, shrink};
 use optlayer_core::validate::{check_computed_step, step_in};
 use optlayer_core::warm_start::{
     check_warm_start_count, decode_estimate, decode_warm_start_vector, encode_estimate,
@@ -827,16 +827,10 @@ fn fused_update<T: Scalar>(
         Entrywise::Identity => pass!(p, |v: T, _: T| v),
         Entrywise::Shrink { threshold } => pass!(p, move |v: T, _: T| shrink(v, threshold)),
         Entrywise::Clip { lower, upper } => pass!(p, move |v: T, _: T| clip(v, lower, upper)),
-        Entrywise::DataRows { offset } if has_rows(data, offset, p.nrows()) => {
+        Entrywise::DataRows { offset } if data_has_rows(data, offset, p.nrows()) => {
             pass!(data.subrows(offset, p.nrows()), |_: T, d: T| d)
         }
         // The prox itself handles data that lacks the rows its form names.
         _ => false,
     }
-}
-
-/// Returns whether `data` has the rows `offset..offset + rows`; an end past
-/// `usize::MAX` counts as missing rows.
-fn has_rows<T>(data: MatRef<'_, T>, offset: usize, rows: usize) -> bool {
-    offset.checked_add(rows).is_some_and(|end| end <= data.nrows())
 }

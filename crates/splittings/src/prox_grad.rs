@@ -1,7 +1,8 @@
 //! Proximal gradient (forward-backward splitting) and FISTA for
 //! `min_x f(x; d) + g(x)`.
 
-use optlayer_core::columns::update1;
+use optlayer_core::columns::{map3, update1};
+use optlayer_core::prox::{clip, data_has_rows, shrink};
 use std::ops::Range;
 
 use faer::dyn_stack::{MemStack, StackReq};
@@ -12,8 +13,8 @@ use faer::{Mat, MatMut, MatRef, Par};
 use optlayer_core::validate::{check_computed_step, check_positive};
 use optlayer_core::warm_start::set_parts_warm_start_state;
 use optlayer_core::{
-    Error, ParamInfo, Parameterized, Prox, Result, Scalar, Smooth, Splitting, check_unique_param_names,
-    columns, split_grads,
+    Entrywise, Error, ParamInfo, Parameterized, Prox, Result, Scalar, Smooth, Splitting,
+    check_unique_param_names, columns, split_grads,
 };
 
 /// The acceleration of a [`ProximalGradient`] iteration.
@@ -422,6 +423,31 @@ impl<T: Scalar> ProximalGradient<T> {
         }
     }
 
+    /// Writes `x⁺ = prox_{γg}(y − γ∇f(y; d))`, with `v` as scratch. A prox
+    /// with an entry-wise form is applied in the same pass as the gradient
+    /// step, with the operations of the separate passes in the same order.
+    fn forward_backward(
+        &self,
+        x_next: MatMut<'_, T>,
+        mut v: MatMut<'_, T>,
+        y: MatRef<'_, T>,
+        data: MatRef<'_, T>,
+        par: Par,
+        stack: &mut MemStack,
+    ) {
+        let gamma = self.gamma;
+        self.smooth.gradient(v.rb_mut(), y, data, par, stack);
+        let mut x_next = x_next;
+        let fused = self
+            .prox
+            .entrywise(gamma)
+            .is_some_and(|form| fused_prox(form, x_next.rb_mut(), v.rb(), y, data, gamma));
+        if !fused {
+            update1(v.rb_mut(), y, move |v, y| y - gamma * v);
+            self.prox.prox(x_next, v.rb(), gamma, data);
+        }
+    }
+
     /// Writes `v = y − γ∇f(y; d)`.
     fn gradient_step(
         &self,
@@ -509,18 +535,18 @@ impl<T: Scalar> Splitting for ProximalGradient<T> {
         let (mut y, stack) = temp_mat_zeroed::<T, _, _>(n, batch, stack);
         let mut y = y.as_mat_mut();
         let (mut v, stack) = temp_mat_zeroed::<T, _, _>(n, batch, stack);
-        let mut v = v.as_mat_mut();
+        let v = v.as_mat_mut();
 
         match self.acceleration {
-            Acceleration::None => self.extrapolate(y.rb_mut(), z, None),
+            // The plain iteration's y is x itself, read in place.
+            Acceleration::None => self.forward_backward(x_next, v, z.subrows(0, n), data, par, stack),
             Acceleration::Fista => {
                 let (mut x_prev_next, t_next) = rest.split_at_row_mut(n);
                 self.extrapolate(y.rb_mut(), z, Some(t_next));
                 x_prev_next.copy_from(z.subrows(0, n));
+                self.forward_backward(x_next, v, y.rb(), data, par, stack);
             }
         }
-        self.gradient_step(v.rb_mut(), y.rb(), data, par, stack);
-        self.prox.prox(x_next, v.rb(), self.gamma, data);
     }
 
     fn step_vjp_scratch(&self, batch: usize, par: Par) -> StackReq {
@@ -617,6 +643,36 @@ impl<T: Scalar> Splitting for ProximalGradient<T> {
                 }
             }
         }
+    }
+}
+
+/// Writes `x⁺ = form(y − γ g)` entry by entry for the gradient `g`, in one
+/// pass. Returns `false`, having written nothing, for forms it does not know
+/// and for data without the rows a form reads.
+fn fused_prox<T: Scalar>(
+    form: Entrywise<T>,
+    x_next: MatMut<'_, T>,
+    gradient: MatRef<'_, T>,
+    y: MatRef<'_, T>,
+    data: MatRef<'_, T>,
+    gamma: T,
+) -> bool {
+    macro_rules! pass {
+        ($d:expr, $prox:expr) => {{
+            let prox = $prox;
+            map3(x_next, gradient, y, $d, move |g, y, d| prox(y - gamma * g, d));
+            true
+        }};
+    }
+    match form {
+        Entrywise::Identity => pass!(y, |v: T, _: T| v),
+        Entrywise::Shrink { threshold } => pass!(y, move |v: T, _: T| shrink(v, threshold)),
+        Entrywise::Clip { lower, upper } => pass!(y, move |v: T, _: T| clip(v, lower, upper)),
+        Entrywise::DataRows { offset } if data_has_rows(data, offset, y.nrows()) => {
+            pass!(data.subrows(offset, y.nrows()), |_: T, d: T| d)
+        }
+        // The prox itself handles data that lacks the rows its form names.
+        _ => false,
     }
 }
 
