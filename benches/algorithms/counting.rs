@@ -158,8 +158,9 @@ impl Operator<f64> for CountedOperator {
 }
 
 /// A proximal map that counts its evaluations. It does not forward
-/// `Prox::entrywise`, so every scheme calls `prox` and each call is counted;
-/// linearized ADMM would otherwise fuse an entry-wise prox into its own pass.
+/// `Prox::entrywise`, so every scheme calls `prox` and each call is counted.
+/// Linearized ADMM and proximal gradient would otherwise fuse an entry-wise
+/// prox into their own passes.
 pub struct CountedProx {
     inner: Box<dyn Prox<f64>>,
     counter: Arc<Counter>,
