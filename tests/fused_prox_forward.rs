@@ -1,21 +1,16 @@
 //! Whole forward passes of linearized ADMM with the fused entry-wise prox
 //! pass, compared with the same models with the forms hidden. The states,
 //! iteration counts and statuses must agree bit for bit with one, two and
-//! four threads, with and without Anderson acceleration. Also
-//! `prox_checks::check_entrywise` on a form that names data rows far past
-//! the data.
+//! four threads, with and without Anderson acceleration.
 
 mod common;
 
 use common::{cast, recovery_batch};
-use faer::{Mat, MatMut, MatRef};
+use faer::Mat;
 use optlayer::ops::{BoxSet, Dense, Identity, IndicatorPoint, L1Norm, LearnableDense, LinfBall, Zero};
 use optlayer::splittings::{Block, LadmmSteps, LinearizedAdmm};
-use optlayer::{
-    AndersonOptions, Entrywise, ForwardOptions, ForwardResult, OptLayer, Parameterized, Prox, Scalar,
-};
-use optlayer_testing::prox_checks::{HiddenForm, check_entrywise};
-use optlayer_testing::random::gaussian;
+use optlayer::{AndersonOptions, ForwardOptions, ForwardResult, OptLayer, Prox, Scalar};
+use optlayer_testing::prox_checks::HiddenForm;
 
 fn block<T: Scalar>(
     op: impl optlayer::Operator<T> + 'static,
@@ -126,50 +121,4 @@ fn forward_passes_agree_f32() {
 #[test]
 fn forward_passes_agree_with_steps_on_several_threads() {
     forward_passes::<f64>(640, 40, &[2], &[4], 40);
-}
-
-/// A user map whose form names data rows far past any data.
-struct FarRows {
-    offset: usize,
-}
-
-impl Parameterized<f64> for FarRows {}
-
-impl Prox<f64> for FarRows {
-    fn entrywise(&self, _gamma: f64) -> Option<Entrywise<f64>> {
-        Some(Entrywise::DataRows { offset: self.offset })
-    }
-    fn prox(&self, out: MatMut<'_, f64>, v: MatRef<'_, f64>, _gamma: f64, _data: MatRef<'_, f64>) {
-        faer::zip!(out, v).for_each(|faer::unzip!(o, v)| *o = *v);
-    }
-    fn prox_vjp(
-        &self,
-        v_bar: MatMut<'_, f64>,
-        _v: MatRef<'_, f64>,
-        _gamma: f64,
-        _data: MatRef<'_, f64>,
-        cotangent: MatRef<'_, f64>,
-    ) {
-        faer::zip!(v_bar, cotangent).for_each(|faer::unzip!(o, c)| *o = *c);
-    }
-}
-
-/// `check_entrywise` counts every entry whose data row the batch lacks as a
-/// mismatch. An offset near `usize::MAX` must neither wrap `offset + row`
-/// around to a row the batch has nor panic.
-#[test]
-fn check_entrywise_with_rows_past_the_end() {
-    let v = gaussian(4, 3, 1);
-    for offset in [4, 1 << 40, usize::MAX - 2, usize::MAX] {
-        // Row i of the data is row i + k of v, where offset + i wraps around
-        // to i − k, so a wrapped row index would read the prox's own output.
-        let k = offset.wrapping_neg();
-        let data = Mat::from_fn(4, 3, |i, j| if i + k < 4 { v[(i + k, j)] } else { 0.0 });
-        let outcome = std::panic::catch_unwind(|| {
-            check_entrywise(&FarRows { offset }, v.as_ref(), 0.5, data.as_ref()).unwrap()
-        });
-        let check = outcome.unwrap_or_else(|_| panic!("offset {offset}: check_entrywise panicked"));
-        assert_eq!(check.entries, 12, "offset {offset}");
-        assert_eq!(check.mismatches, 12, "offset {offset}");
-    }
 }

@@ -823,6 +823,8 @@ fn fused_update<T: Scalar>(
             true
         }};
     }
+    // One loop per form, so that no loop branches on the form per entry
+    // and each one vectorizes.
     match form {
         Entrywise::Identity => pass!(p, |v: T, _: T| v),
         Entrywise::Shrink { threshold } => pass!(p, move |v: T, _: T| shrink(v, threshold)),

@@ -393,7 +393,7 @@ impl<T: Scalar> Parameterized<T> for ProximalGradient<T> {
     }
 }
 
-/// Scratch matrices (`n x batch`) in [`ProximalGradient::step`]: `y` and `v`.
+/// Scratch matrices (`n x batch`) in [`ProximalGradient::step`]: `v`, and `y` for FISTA.
 const STEP_TEMPS: usize = 2;
 /// Scratch matrices in [`ProximalGradient::step_vjp`]: `y`, `v`, `v̄` and a
 /// product with the Hessian.
@@ -532,8 +532,6 @@ impl<T: Scalar> Splitting for ProximalGradient<T> {
         let batch = z.ncols();
         let (x_next, rest) = z_next.split_at_row_mut(n);
 
-        let (mut y, stack) = temp_mat_zeroed::<T, _, _>(n, batch, stack);
-        let mut y = y.as_mat_mut();
         let (mut v, stack) = temp_mat_zeroed::<T, _, _>(n, batch, stack);
         let v = v.as_mat_mut();
 
@@ -541,6 +539,8 @@ impl<T: Scalar> Splitting for ProximalGradient<T> {
             // The plain iteration's y is x itself, read in place.
             Acceleration::None => self.forward_backward(x_next, v, z.subrows(0, n), data, par, stack),
             Acceleration::Fista => {
+                let (mut y, stack) = temp_mat_zeroed::<T, _, _>(n, batch, stack);
+                let mut y = y.as_mat_mut();
                 let (mut x_prev_next, t_next) = rest.split_at_row_mut(n);
                 self.extrapolate(y.rb_mut(), z, Some(t_next));
                 x_prev_next.copy_from(z.subrows(0, n));
@@ -664,6 +664,8 @@ fn fused_prox<T: Scalar>(
             true
         }};
     }
+    // One loop per form, so that no loop branches on the form per entry
+    // and each one vectorizes.
     match form {
         Entrywise::Identity => pass!(y, |v: T, _: T| v),
         Entrywise::Shrink { threshold } => pass!(y, move |v: T, _: T| shrink(v, threshold)),

@@ -23,8 +23,9 @@ fn cast<T: Scalar>(m: &Mat<f64>) -> Mat<T> {
     Mat::from_fn(m.nrows(), m.ncols(), |i, j| T::lit(m[(i, j)]))
 }
 
-/// Returns value `k` (cyclically) of a pool of awkward values.
-fn awkward<T: Scalar>(k: usize) -> T {
+/// Returns value `k` (cyclically) of a pool of special values (NaN,
+/// infinities, signed zeros, huge and subnormal numbers) and ordinary ones.
+fn special_value<T: Scalar>(k: usize) -> T {
     let pool = [
         f64::NAN,
         f64::INFINITY,
@@ -236,30 +237,30 @@ fn assert_same_steps<T: Scalar>(
     }
 }
 
-fn awkward_batch<T: Scalar>(rows: usize, cols: usize, shift: usize) -> Mat<T> {
-    Mat::from_fn(rows, cols, |i, j| awkward::<T>(i * 7 + j * 3 + shift))
+fn special_batch<T: Scalar>(rows: usize, cols: usize, shift: usize) -> Mat<T> {
+    Mat::from_fn(rows, cols, |i, j| special_value::<T>(i * 7 + j * 3 + shift))
 }
 
 fn special_values<T: Scalar>() {
     let (fused, separate) = (model::<T>(false), model::<T>(true));
     let dim = fused.state_dim();
     for batch in [0, 1, 5] {
-        let data = awkward_batch::<T>(DATA_ROWS, batch, 1);
-        // Awkward values everywhere, and a finite random state. NaNs may
+        let data = special_batch::<T>(DATA_ROWS, batch, 1);
+        // Special values everywhere, and a finite random state. NaNs may
         // differ in sign or payload between the two paths. Where both
         // operands of an addition are NaN, the operand order the compiler
         // picks for each loop decides which one propagates. On the build of
         // 2026-12-05 the fused step gave 0x7ff8… and the separate one
         // 0xfff8… for an entry of ν⁺ in the second step. Every value other
         // than NaN must agree bit for bit.
-        let z = awkward_batch::<T>(dim, batch, 0);
+        let z = special_batch::<T>(dim, batch, 0);
         assert_same_steps(
             &fused,
             &separate,
             z,
             data.as_ref(),
             3,
-            &format!("awkward, batch {batch}"),
+            &format!("special values, batch {batch}"),
             true,
         );
         let z = cast::<T>(&gaussian(dim, batch, 9));
@@ -366,8 +367,8 @@ fn learnable_weight_changed_through_param_mut() {
     learnable_weight_set_directly::<f32>();
 }
 
-/// States and data as row-major views and as column blocks of a wider
-/// matrix, and data with more rows than the model reads.
+/// Compares the paths with states and data as row-major views and as
+/// column blocks of a wider matrix, and data with more rows than the model reads.
 fn strided_views<T: Scalar>() {
     let (fused, separate) = (model::<T>(false), model::<T>(true));
     let dim = fused.state_dim();

@@ -820,4 +820,20 @@ mod tests {
             Err(Error::InvalidParameter { .. })
         ));
     }
+
+    #[test]
+    fn entrywise_check_rows_past_usize_max() {
+        // At γ = 0 the soft threshold gives back v, so a form reading v's
+        // own values would match. Row i of the data is row i + k of v, so
+        // that a row index `offset + i` wrapped around to i − k reads them.
+        let v = gaussian(4, 3, 1);
+        for offset in [4, 1 << 40, usize::MAX - 2, usize::MAX] {
+            let k = offset.wrapping_neg();
+            let data = Mat::from_fn(4, 3, |i, j| if i + k < 4 { v[(i + k, j)] } else { 0.0 });
+            let prox = ClaimedShrink(Some(Entrywise::DataRows { offset }));
+            let check = check_entrywise(&prox, v.as_ref(), 0.0, data.as_ref()).unwrap();
+            assert_eq!(check.entries, 12, "offset {offset}");
+            assert_eq!(check.mismatches, 12, "offset {offset}");
+        }
+    }
 }
