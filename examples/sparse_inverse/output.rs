@@ -109,13 +109,14 @@ fn remove_abandoned(out: &Path) {
         let Ok(pid) = pid.parse::<u32>() else {
             continue;
         };
-        if pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists() {
-            if let Err(error) = std::fs::remove_dir_all(entry.path()) {
-                log::warn!(
-                    "failed to remove the abandoned staging folder {}: {error}",
-                    entry.path().display()
-                );
-            }
+        if pid != std::process::id()
+            && !Path::new("/proc").join(pid.to_string()).exists()
+            && let Err(error) = std::fs::remove_dir_all(entry.path())
+        {
+            log::warn!(
+                "failed to remove the abandoned staging folder {}: {error}",
+                entry.path().display()
+            );
         }
     }
 }

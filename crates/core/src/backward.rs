@@ -736,15 +736,15 @@ impl<T: Scalar> StateStore<T> {
                 fix: fix.into(),
             });
         };
-        if let Some(limit) = limit {
-            if bytes > limit {
-                return Err(Error::MemoryLimit {
-                    what: what.to_string(),
-                    needed_bytes: bytes,
-                    limit: format!("{limit} bytes"),
-                    fix: fix.into(),
-                });
-            }
+        if let Some(limit) = limit
+            && bytes > limit
+        {
+            return Err(Error::MemoryLimit {
+                what: what.to_string(),
+                needed_bytes: bytes,
+                limit: format!("{limit} bytes"),
+                fix: fix.into(),
+            });
         }
         let mut values = Vec::new();
         values

@@ -188,15 +188,29 @@ fn has_avx2() -> bool {
     }
 }
 
+/// Returns whether the processor runs AVX-512F, AVX2 and FMA instructions.
+#[inline(always)]
+fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx512f") && has_avx2()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 // The crates are built for the baseline x86-64 instruction set, whose vector
 // registers hold 128 bits. The kernels below are also compiled for AVX2, with
-// 256-bit registers, and the processor's support picks the copy at run time.
+// 256-bit registers, and for AVX-512, with 512-bit registers, and the
+// processor's support picks the copy at run time.
 // Results do not depend on the copy: without fast-math flags the compiler
 // neither fuses multiplications with additions nor reorders operations, so
 // every operation rounds as in the baseline build.
 
 /// Defines `$name`, which calls the `#[inline(always)]` kernel `$kernel`
-/// compiled for AVX2 and FMA when the processor has them.
+/// compiled for AVX-512 or for AVX2 and FMA when the processor has them.
 macro_rules! dispatch {
     (
         $(#[$doc:meta])*
@@ -210,6 +224,14 @@ macro_rules! dispatch {
                 #[target_feature(enable = "avx2,fma")]
                 fn with_avx2<$($generic: $bound),*>($($arg: $ty),*) -> $ret {
                     $kernel($($arg),*)
+                }
+                #[target_feature(enable = "avx512f,avx2,fma")]
+                fn with_avx512<$($generic: $bound),*>($($arg: $ty),*) -> $ret {
+                    $kernel($($arg),*)
+                }
+                if has_avx512() {
+                    // SAFETY: the processor supports AVX-512F, AVX2 and FMA, checked by `has_avx512`.
+                    return unsafe { with_avx512($($arg),*) };
                 }
                 if has_avx2() {
                     // SAFETY: the processor supports AVX2 and FMA, checked by `has_avx2`.

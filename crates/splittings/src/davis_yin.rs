@@ -269,14 +269,14 @@ impl<T: Scalar> DavisYin<T> {
             self.check_data_rows("smooth term f", f.data_rows_needed())?;
         }
         for (label, prox) in [("prox of g", &self.g), ("prox of h", &self.h)] {
-            if let Some(dim) = prox.dim() {
-                if dim != n {
-                    return Err(Error::ShapeMismatch {
-                        what: format!("{label} of {}", self.algorithm),
-                        expected: format!("dimension {n} (the primal dimension)"),
-                        found: format!("dimension {dim}"),
-                    });
-                }
+            if let Some(dim) = prox.dim()
+                && dim != n
+            {
+                return Err(Error::ShapeMismatch {
+                    what: format!("{label} of {}", self.algorithm),
+                    expected: format!("dimension {n} (the primal dimension)"),
+                    found: format!("dimension {dim}"),
+                });
             }
             self.check_data_rows(label, prox.data_rows_needed())?;
         }

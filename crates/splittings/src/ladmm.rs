@@ -385,14 +385,14 @@ fn validate_blocks<T: Scalar>(primal_dim: usize, data_dim: usize, blocks: &[Bloc
                 found: format!("{} columns", op.ncols()),
             });
         }
-        if let Some(dim) = block.prox.dim() {
-            if dim != op.nrows() {
-                return Err(Error::ShapeMismatch {
-                    what: format!("prox of block {i}"),
-                    expected: format!("dimension {} (the rows of the block's operator)", op.nrows()),
-                    found: format!("dimension {dim}"),
-                });
-            }
+        if let Some(dim) = block.prox.dim()
+            && dim != op.nrows()
+        {
+            return Err(Error::ShapeMismatch {
+                what: format!("prox of block {i}"),
+                expected: format!("dimension {} (the rows of the block's operator)", op.nrows()),
+                found: format!("dimension {dim}"),
+            });
         }
         if block.prox.data_rows_needed() > data_dim {
             return Err(Error::ShapeMismatch {

@@ -282,14 +282,14 @@ impl<T: Scalar> CondatVu<T> {
             ("prox of h", self.h.dim(), m, "the rows of K"),
         ];
         for (what, dim, expected, source) in checks {
-            if let Some(dim) = dim {
-                if dim != expected {
-                    return Err(Error::ShapeMismatch {
-                        what: what.into(),
-                        expected: format!("dimension {expected} ({source})"),
-                        found: format!("dimension {dim}"),
-                    });
-                }
+            if let Some(dim) = dim
+                && dim != expected
+            {
+                return Err(Error::ShapeMismatch {
+                    what: what.into(),
+                    expected: format!("dimension {expected} ({source})"),
+                    found: format!("dimension {dim}"),
+                });
             }
         }
         let rows_read = [

@@ -303,14 +303,14 @@ fn validate_terms<T: Scalar>(smooth: &dyn Smooth<T>, prox: &dyn Prox<T>, data_di
             fix: "pass a smooth term defined on vectors of length at least 1".into(),
         });
     }
-    if let Some(dim) = prox.dim() {
-        if dim != n {
-            return Err(Error::ShapeMismatch {
-                what: "prox of proximal gradient".into(),
-                expected: format!("dimension {n} (the dimension of the smooth term)"),
-                found: format!("dimension {dim}"),
-            });
-        }
+    if let Some(dim) = prox.dim()
+        && dim != n
+    {
+        return Err(Error::ShapeMismatch {
+            what: "prox of proximal gradient".into(),
+            expected: format!("dimension {n} (the dimension of the smooth term)"),
+            found: format!("dimension {dim}"),
+        });
     }
     let terms = [
         ("smooth term", smooth.data_rows_needed()),

@@ -85,14 +85,14 @@ impl<T: Scalar> SeparableSum<T> {
         for (k, block) in blocks.iter().enumerate() {
             check_block_rows(k, &block.rows, next)?;
             let len = block.rows.len();
-            if let Some(prox_dim) = block.prox.dim() {
-                if prox_dim != len {
-                    return Err(Error::ShapeMismatch {
-                        what: format!("prox of separable block {k}"),
-                        expected: format!("dimension {len} (the length of rows {:?})", block.rows),
-                        found: format!("dimension {prox_dim}"),
-                    });
-                }
+            if let Some(prox_dim) = block.prox.dim()
+                && prox_dim != len
+            {
+                return Err(Error::ShapeMismatch {
+                    what: format!("prox of separable block {k}"),
+                    expected: format!("dimension {len} (the length of rows {:?})", block.rows),
+                    found: format!("dimension {prox_dim}"),
+                });
             }
             for index in 0..block.prox.param_count() {
                 let name = block.prox.param_info(index).name;
