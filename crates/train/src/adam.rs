@@ -234,28 +234,81 @@ impl<T: Scalar> Adam<T> {
         let step_size = lr / correction1;
         let correction2_sqrt = correction2.sqrt();
 
+        let rule = EntryRule {
+            lr,
+            beta1,
+            beta2,
+            eps,
+            decay,
+            decoupled: c.decoupled_weight_decay,
+            step_size,
+            correction2_sqrt,
+        };
         for (index, grad) in grads.tensors().iter().enumerate() {
             let mut param = model.param_mut(index);
             let m = &mut self.first_moment[index];
             let v = &mut self.second_moment[index];
             for col in 0..grad.ncols() {
-                for row in 0..grad.nrows() {
-                    let mut g = grad[(row, col)];
-                    let theta = param[(row, col)];
-                    if c.decoupled_weight_decay {
-                        param[(row, col)] = theta - lr * decay * theta;
-                    } else {
-                        g += decay * theta;
+                let columns = (
+                    grad.col(col).try_as_col_major(),
+                    param.as_mut().col_mut(col).try_as_col_major_mut(),
+                    m.col_mut(col).try_as_col_major_mut(),
+                    v.col_mut(col).try_as_col_major_mut(),
+                );
+                if let (Some(g), Some(p), Some(m), Some(v)) = columns {
+                    // Contiguous columns: a loop over slices, which the
+                    // compiler vectorizes.
+                    let entries = g
+                        .as_slice()
+                        .iter()
+                        .zip(p.as_slice_mut())
+                        .zip(m.as_slice_mut())
+                        .zip(v.as_slice_mut());
+                    for (((&g, p), m), v) in entries {
+                        (*p, *m, *v) = rule.apply(g, *p, *m, *v);
                     }
-                    let m_new = beta1 * m[(row, col)] + (T::one() - beta1) * g;
-                    let v_new = beta2 * v[(row, col)] + (T::one() - beta2) * g * g;
-                    m[(row, col)] = m_new;
-                    v[(row, col)] = v_new;
-                    let denom = v_new.sqrt() / correction2_sqrt + eps;
-                    param[(row, col)] -= step_size * m_new / denom;
+                } else {
+                    for row in 0..grad.nrows() {
+                        let (p, m_new, v_new) =
+                            rule.apply(grad[(row, col)], param[(row, col)], m[(row, col)], v[(row, col)]);
+                        param[(row, col)] = p;
+                        m[(row, col)] = m_new;
+                        v[(row, col)] = v_new;
+                    }
                 }
             }
         }
+    }
+}
+
+/// The constants of one Adam update.
+#[derive(Clone, Copy)]
+struct EntryRule<T> {
+    lr: T,
+    beta1: T,
+    beta2: T,
+    eps: T,
+    decay: T,
+    decoupled: bool,
+    step_size: T,
+    correction2_sqrt: T,
+}
+
+impl<T: Scalar> EntryRule<T> {
+    /// Returns the new parameter entry and moments from the gradient `g`,
+    /// the parameter entry `theta` and the moments `m` and `v`.
+    #[inline(always)]
+    fn apply(&self, mut g: T, theta: T, m: T, v: T) -> (T, T, T) {
+        let mut theta = theta;
+        if self.decoupled {
+            theta = theta - self.lr * self.decay * theta;
+        } else {
+            g += self.decay * theta;
+        }
+        let m_new = self.beta1 * m + (T::one() - self.beta1) * g;
+        let v_new = self.beta2 * v + (T::one() - self.beta2) * g * g;
+        let denom = v_new.sqrt() / self.correction2_sqrt + self.eps;
+        (theta - self.step_size * m_new / denom, m_new, v_new)
     }
 }
 
@@ -277,7 +330,7 @@ mod tests {
             ParamInfo {
                 name: "w".into(),
                 nrows: self.w.nrows(),
-                ncols: 1,
+                ncols: self.w.ncols(),
             }
         }
         fn param(&self, _: usize) -> MatRef<'_, f64> {
@@ -285,6 +338,95 @@ mod tests {
         }
         fn param_mut(&mut self, _: usize) -> MatMut<'_, f64> {
             self.w.as_mut()
+        }
+    }
+
+    /// A parameter stored row-major, so that its columns are strided.
+    struct Transposed {
+        w: Mat<f64>,
+    }
+
+    impl Parameterized<f64> for Transposed {
+        fn param_count(&self) -> usize {
+            1
+        }
+        fn param_info(&self, _: usize) -> ParamInfo {
+            ParamInfo {
+                name: "w".into(),
+                nrows: self.w.ncols(),
+                ncols: self.w.nrows(),
+            }
+        }
+        fn param(&self, _: usize) -> MatRef<'_, f64> {
+            self.w.as_ref().transpose()
+        }
+        fn param_mut(&mut self, _: usize) -> MatMut<'_, f64> {
+            self.w.as_mut().transpose_mut()
+        }
+    }
+
+    /// Adam written out entry by entry, as PyTorch documents it.
+    fn reference_steps(config: &AdamConfig, theta: f64, grads: &[f64]) -> f64 {
+        let (mut theta, mut m, mut v) = (theta, 0.0, 0.0);
+        for (t, &g) in grads.iter().enumerate() {
+            let t = (t + 1) as i32;
+            let mut g = g;
+            if config.decoupled_weight_decay {
+                theta -= config.learning_rate * config.weight_decay * theta;
+            } else {
+                g += config.weight_decay * theta;
+            }
+            m = config.beta1 * m + (1.0 - config.beta1) * g;
+            v = config.beta2 * v + (1.0 - config.beta2) * g * g;
+            let m_hat = m / (1.0 - config.beta1.powi(t));
+            let v_hat = v / (1.0 - config.beta2.powi(t));
+            theta -= config.learning_rate * m_hat / (v_hat.sqrt() + config.eps);
+        }
+        theta
+    }
+
+    #[test]
+    fn contiguous_and_strided_parameters_follow_the_reference() {
+        let (rows, cols, steps) = (5, 3, 4);
+        let start = |i: usize, j: usize| 0.3 * i as f64 - 0.2 * j as f64 + 0.1;
+        let grad = |t: usize, i: usize, j: usize| ((t * 7 + i * 3 + j * 5) % 11) as f64 - 5.0;
+        for decoupled in [false, true] {
+            let config = AdamConfig {
+                learning_rate: 0.01,
+                weight_decay: 0.1,
+                decoupled_weight_decay: decoupled,
+                ..AdamConfig::default()
+            };
+            let mut plain = Quadratic {
+                w: Mat::from_fn(rows, cols, start),
+            };
+            let mut strided = Transposed {
+                w: Mat::from_fn(cols, rows, |j, i| start(i, j)),
+            };
+            let mut adam_plain = Adam::new(config, &plain).unwrap();
+            let mut adam_strided = Adam::new(config, &strided).unwrap();
+            let mut grads = Gradients::zeros_for(&plain);
+            for t in 0..steps {
+                grads.tensors_mut()[0] = Mat::from_fn(rows, cols, |i, j| grad(t, i, j));
+                adam_plain.step(&mut plain, &grads).unwrap();
+                adam_strided.step(&mut strided, &grads).unwrap();
+            }
+            for i in 0..rows {
+                for j in 0..cols {
+                    let history: Vec<f64> = (0..steps).map(|t| grad(t, i, j)).collect();
+                    let expected = reference_steps(&config, start(i, j), &history);
+                    let found = plain.w[(i, j)];
+                    assert!(
+                        (found - expected).abs() <= 1e-14,
+                        "({i}, {j}), decoupled {decoupled}: {found} against {expected}"
+                    );
+                    assert_eq!(
+                        found.to_bits(),
+                        strided.w[(j, i)].to_bits(),
+                        "({i}, {j}), decoupled {decoupled}"
+                    );
+                }
+            }
         }
     }
 
