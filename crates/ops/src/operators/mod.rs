@@ -12,9 +12,9 @@ use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatMut, MatRef, Par};
 use optlayer_core::Scalar;
 
-/// Fewest columns of a product that [`dense_apply`] splits into chunks.
+/// Minimum number of columns of a product that [`dense_apply`] splits into chunks.
 const CHUNK_FROM: usize = 13;
-/// Most columns of a product that [`dense_apply`] splits into chunks.
+/// Maximum number of columns of a product that [`dense_apply`] splits into chunks.
 const CHUNK_UNTIL: usize = 64;
 /// Widest chunk of a split product.
 const CHUNK_WIDTH: usize = 12;
@@ -29,10 +29,10 @@ const SMALL_PRODUCT: usize = 16 * 16 * 16;
 /// On one thread, with `M` stored column-major and `x` of 13 to 64 columns,
 /// the product runs as several calls on chunks of at most 12 columns. For
 /// more than 12 columns faer 0.24 copies `M` into a packed buffer first,
-/// which a column-major `M` does not need; on chunks of 12 or fewer it
-/// reads `M` in place. On an AMD EPYC (Zen 4) with AVX-512 this saves 6%
+/// which a column-major `M` does not need. On chunks of 12 or fewer it
+/// reads `M` in place. On an AMD EPYC (Zen 4) with AVX-512 this saves 2%
 /// to 8% at 13 columns, 3% to 4% at 32 and 1% to 2% at 64 for the shapes of
-/// the sparse inverse problem; at 100 columns the two take the same time
+/// the sparse inverse problem. At 100 columns the two take the same time,
 /// and at 1,000 the chunks take 7% longer (docs/benchmarks.md). Each entry
 /// is the same sum in the same order either way, so the result is equal
 /// bit for bit. Chunks are at least 4 columns wide, and chunking is skipped
@@ -181,8 +181,8 @@ mod tests {
         }
     }
 
-    /// The chunked product equals one call of faer's product bit for bit,
-    /// on shapes on both sides of every threshold of `dense_apply`.
+    /// Checks that the chunked product equals one call of faer's product bit
+    /// for bit, on shapes on both sides of every threshold of `dense_apply`.
     fn chunked_equals_one_call<T: Scalar>() {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         let shapes = [
