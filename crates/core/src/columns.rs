@@ -208,10 +208,10 @@ fn has_avx512() -> bool {
 // Results do not depend on the copy: without fast-math flags the compiler
 // neither fuses multiplications with additions nor reorders operations, so
 // every operation rounds as in the baseline build. The exception is the
-// sign of a NaN result: the compiler may swap the operands of an addition,
-// which changes which NaN it returns (the AVX2 and AVX-512 copies of the
-// sums of squares return NaN with the sign bit set where the baseline
-// returns it clear).
+// sign of a NaN result. The AVX2 and AVX-512 copies of the sums of squares
+// return NaN with the sign bit set where the baseline copy returns it
+// clear, probably because the compiler swaps the operands of an addition
+// (not traced).
 
 /// Defines `$name`, which calls the `#[inline(always)]` kernel `$kernel`
 /// compiled for AVX-512 or for AVX2 and FMA when the processor has them.
