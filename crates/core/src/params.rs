@@ -456,6 +456,39 @@ pub fn split_grads<T>(grads: &mut [Mat<T>], count: usize) -> (&mut [Mat<T>], &mu
     grads.split_at_mut(count)
 }
 
+/// Forwards every method to the boxed value, so that a boxed model or map,
+/// such as a `Box<dyn Prox<T>>`, can be used wherever a parameterized type
+/// is expected.
+impl<T: Scalar, P: Parameterized<T> + ?Sized> Parameterized<T> for Box<P> {
+    fn param_count(&self) -> usize {
+        (**self).param_count()
+    }
+
+    fn param_info(&self, index: usize) -> ParamInfo {
+        (**self).param_info(index)
+    }
+
+    fn param(&self, index: usize) -> MatRef<'_, T> {
+        (**self).param(index)
+    }
+
+    fn param_mut(&mut self, index: usize) -> MatMut<'_, T> {
+        (**self).param_mut(index)
+    }
+
+    fn after_param_update(&mut self) -> Result<()> {
+        (**self).after_param_update()
+    }
+
+    fn warm_start_state(&self) -> Vec<Mat<T>> {
+        (**self).warm_start_state()
+    }
+
+    fn set_warm_start_state(&mut self, state: &[Mat<T>]) -> Result<()> {
+        (**self).set_warm_start_state(state)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::matrix_fingerprint;

@@ -143,6 +143,64 @@ pub trait Prox<T: Scalar>: Parameterized<T> + Send + Sync {
     }
 }
 
+/// Forwards every method to the boxed map, its entry-wise form included, so
+/// that a `Box<dyn Prox<T>>` is itself a proximal map.
+impl<T: Scalar, P: Prox<T> + ?Sized> Prox<T> for Box<P> {
+    fn dim(&self) -> Option<usize> {
+        (**self).dim()
+    }
+
+    fn data_rows_needed(&self) -> usize {
+        (**self).data_rows_needed()
+    }
+
+    fn value(&self, x: MatRef<'_, T>, data: MatRef<'_, T>, col: usize) -> Option<T> {
+        (**self).value(x, data, col)
+    }
+
+    fn is_separable(&self) -> bool {
+        (**self).is_separable()
+    }
+
+    fn is_indicator(&self) -> bool {
+        (**self).is_indicator()
+    }
+
+    fn infeasibility(&self, v: MatRef<'_, T>, data: MatRef<'_, T>, col: usize) -> Option<T> {
+        (**self).infeasibility(v, data, col)
+    }
+
+    fn entrywise(&self, gamma: T) -> Option<Entrywise<T>> {
+        (**self).entrywise(gamma)
+    }
+
+    fn prox(&self, out: MatMut<'_, T>, v: MatRef<'_, T>, gamma: T, data: MatRef<'_, T>) {
+        (**self).prox(out, v, gamma, data);
+    }
+
+    fn prox_vjp(
+        &self,
+        v_bar: MatMut<'_, T>,
+        v: MatRef<'_, T>,
+        gamma: T,
+        data: MatRef<'_, T>,
+        cotangent: MatRef<'_, T>,
+    ) {
+        (**self).prox_vjp(v_bar, v, gamma, data, cotangent);
+    }
+
+    fn accumulate_grad(
+        &self,
+        grads: &mut [Mat<T>],
+        v: MatRef<'_, T>,
+        gamma: T,
+        data: MatRef<'_, T>,
+        cotangent: MatRef<'_, T>,
+    ) {
+        (**self).accumulate_grad(grads, v, gamma, data, cotangent);
+    }
+}
+
 /// A prox that applies one function to each entry, returned by
 /// [`Prox::entrywise`]. Entry `i` of a column maps to `u_i`:
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -13,7 +13,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use faer::dyn_stack::MemStack;
 use faer::{Mat, MatMut, MatRef, Par};
-use optlayer_core::{Entrywise, ParamInfo, Parameterized, Prox, Result, Scalar, Splitting};
+use optlayer_core::{Entrywise, Parameterized, Prox, Scalar, Splitting};
 use optlayer_ops::{BoxSet, Dense, Identity, IndicatorPoint, L1Norm, LinfBall, Zero};
 use optlayer_splittings::{Block, LadmmSteps, LinearizedAdmm};
 use optlayer_testing::prox_checks::HiddenForm;
@@ -104,52 +104,6 @@ fn proxes<T: Scalar>() -> Vec<(usize, MakeProx<T>)> {
 const N: usize = 6;
 const DATA_ROWS: usize = 12;
 
-/// A boxed prox that forwards every method, its form included.
-struct Boxed<T>(Box<dyn Prox<T>>);
-
-impl<T: Scalar> Parameterized<T> for Boxed<T> {
-    fn param_count(&self) -> usize {
-        self.0.param_count()
-    }
-    fn param_info(&self, index: usize) -> ParamInfo {
-        self.0.param_info(index)
-    }
-    fn param(&self, index: usize) -> MatRef<'_, T> {
-        self.0.param(index)
-    }
-    fn param_mut(&mut self, index: usize) -> MatMut<'_, T> {
-        self.0.param_mut(index)
-    }
-    fn after_param_update(&mut self) -> Result<()> {
-        self.0.after_param_update()
-    }
-}
-
-impl<T: Scalar> Prox<T> for Boxed<T> {
-    fn dim(&self) -> Option<usize> {
-        self.0.dim()
-    }
-    fn data_rows_needed(&self) -> usize {
-        self.0.data_rows_needed()
-    }
-    fn entrywise(&self, gamma: T) -> Option<Entrywise<T>> {
-        self.0.entrywise(gamma)
-    }
-    fn prox(&self, out: MatMut<'_, T>, v: MatRef<'_, T>, gamma: T, data: MatRef<'_, T>) {
-        self.0.prox(out, v, gamma, data);
-    }
-    fn prox_vjp(
-        &self,
-        v_bar: MatMut<'_, T>,
-        v: MatRef<'_, T>,
-        gamma: T,
-        data: MatRef<'_, T>,
-        cotangent: MatRef<'_, T>,
-    ) {
-        self.0.prox_vjp(v_bar, v, gamma, data, cotangent);
-    }
-}
-
 /// Builds one model with a block per prox of [`proxes`], on small Gaussian
 /// operators. `lambda = 0.5` makes ties reachable exactly.
 fn model<T: Scalar>(opaque: bool) -> LinearizedAdmm<T> {
@@ -158,7 +112,7 @@ fn model<T: Scalar>(opaque: bool) -> LinearizedAdmm<T> {
         .enumerate()
         .map(|(k, (rows, make))| {
             let op = Dense::new(cast::<T>(&(gaussian(rows, N, 100 + k as u64).as_ref() * 0.2))).unwrap();
-            Block::new(op, Boxed(make(opaque)))
+            Block::new(op, make(opaque))
         })
         .collect();
     let steps = LadmmSteps {
@@ -302,8 +256,8 @@ fn ties<T: Scalar>() {
         let blocks = proxes
             .into_iter()
             .map(|p| {
-                let p: Box<dyn Prox<T>> = if opaque { Box::new(HiddenForm(Boxed(p))) } else { p };
-                Block::new(Identity::new(r), Boxed(p))
+                let p: Box<dyn Prox<T>> = if opaque { Box::new(HiddenForm(p)) } else { p };
+                Block::new(Identity::new(r), p)
             })
             .collect();
         let steps = LadmmSteps {
