@@ -24,6 +24,10 @@
 //! samples active) iterated in column blocks of several widths
 //! (`ForwardOptions::block_columns`), one thread, per sample and iteration.
 //!
+//! A fourth table times `Dense::apply`, which runs a single-threaded
+//! product of 13 to 64 columns in chunks of at most 12 columns, against one
+//! call of faer's product on the same shapes.
+//!
 //! Last, it times the fingerprint of a 250 x 250 `f32` matrix, which a
 //! training step computes for Θ to detect a stale forward pass.
 //!
@@ -36,10 +40,12 @@ use std::time::{Duration, Instant};
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatRef, Par};
+use optlayer::ops::Dense;
 use optlayer::problems::sparse_inverse::{SparseInverseConfig, SparseInverseProblem, build_model, cast};
 use optlayer::splittings::LadmmSteps;
 use optlayer::{
-    ForwardOptions, OptLayer, PARALLEL_STEP_MIN_STATE, Scalar, Splitting, block_columns, matrix_fingerprint,
+    ForwardOptions, Operator, OptLayer, PARALLEL_STEP_MIN_STATE, Scalar, Splitting, block_columns,
+    matrix_fingerprint,
 };
 
 const ROUNDS: usize = 15;
@@ -221,6 +227,52 @@ fn block_widths<T: Scalar>(problem: &SparseInverseProblem) -> Vec<(&'static str,
         .collect()
 }
 
+/// Times `Dense::apply` and one faer product on Θ (250 x 250), A (100 x 250)
+/// and Aᵀ (250 x 100) for several column counts. Returns the precision, the
+/// shape, the column count and the seconds of the single call and of `apply`.
+fn dense_chunks<T: Scalar>(problem: &SparseInverseProblem) -> Vec<(&'static str, String, usize, f64, f64)> {
+    let precision = if size_of::<T>() == 4 { "f32" } else { "f64" };
+    let a = cast::<T>(&problem.a);
+    let matrices = [cast::<T>(&problem.theta0), a.clone(), a.transpose().to_owned()];
+    let mut rows = Vec::new();
+    for matrix in matrices {
+        let operator = Dense::new(matrix.clone()).unwrap();
+        let shape = format!("{} x {}", matrix.nrows(), matrix.ncols());
+        for columns in [13, 32, 64, 100, 1000] {
+            let x = Mat::<T>::from_fn(matrix.ncols(), columns, |i, j| {
+                T::lit(((i * 7 + j * 3) % 11) as f64 * 0.1 - 0.5)
+            });
+            let mut out = Mat::<T>::zeros(matrix.nrows(), columns);
+            let one_call = median_seconds(|| {
+                matmul(
+                    out.as_mut(),
+                    Accum::Replace,
+                    matrix.as_ref(),
+                    x.as_ref(),
+                    T::one(),
+                    Par::Seq,
+                );
+                black_box(&out);
+            });
+            let mut buffer = MemBuffer::new(operator.apply_scratch(columns, Par::Seq));
+            let stack = MemStack::new(&mut buffer);
+            let chunked = median_seconds(|| {
+                operator.apply(
+                    out.as_mut(),
+                    Accum::Replace,
+                    T::one(),
+                    x.as_ref(),
+                    Par::Seq,
+                    stack,
+                );
+                black_box(&out);
+            });
+            rows.push((precision, shape.clone(), columns, one_call, chunked));
+        }
+    }
+    rows
+}
+
 fn format_time(seconds: f64) -> String {
     if seconds < 1e-3 {
         format!("{:.1} µs", seconds * 1e6)
@@ -296,6 +348,24 @@ fn main() {
         .chain(block_widths::<f64>(&problem))
     {
         println!("| {precision} | {width} | {:.3} µs |", seconds * 1e6);
+    }
+
+    println!();
+    println!(
+        "dense products on one thread: one faer call against Dense::apply (chunks of at most 12 columns from 13 to 64)"
+    );
+    println!("| precision | shape | columns | one call | Dense::apply | change |");
+    println!("|---|---|---:|---:|---:|---:|");
+    for (precision, shape, columns, one_call, chunked) in dense_chunks::<f32>(&problem)
+        .into_iter()
+        .chain(dense_chunks::<f64>(&problem))
+    {
+        println!(
+            "| {precision} | {shape} | {columns} | {} | {} | {:+.1}% |",
+            format_time(one_call),
+            format_time(chunked),
+            (chunked / one_call - 1.0) * 100.0
+        );
     }
 
     // A training step hashes Θ and the data batch to detect a stale forward pass.

@@ -30,10 +30,10 @@ const SMALL_PRODUCT: usize = 16 * 16 * 16;
 /// the product runs as several calls on chunks of at most 12 columns. For
 /// more than 12 columns faer 0.24 copies `M` into a packed buffer first,
 /// which a column-major `M` does not need. On chunks of 12 or fewer it
-/// reads `M` in place. On an AMD EPYC (Zen 4) with AVX-512 this saves 2%
-/// to 8% at 13 columns, 3% to 4% at 32 and 1% to 2% at 64 for the shapes of
-/// the sparse inverse problem. At 100 columns the two take the same time,
-/// and at 1,000 the chunks take 7% longer (docs/benchmarks.md). Each entry
+/// reads `M` in place. On an AMD EPYC (Zen 4) with AVX-512 this saves 7%
+/// to 10% at 13 columns, 3% to 4% at 32 and 1% to 2% at 64 for the shapes
+/// of the sparse inverse problem (`cargo bench --bench throughput`). At 100
+/// columns chunks gain nothing, and at 1,000 they took 7% longer. Each entry
 /// is the same sum in the same order either way, so the result is equal
 /// bit for bit. Chunks are at least 4 columns wide, and chunking is skipped
 /// where such a chunk would take another of faer's kernels (`m·4·k` of
