@@ -476,3 +476,96 @@ fn inconsistent_constraint_primal_dual_reports_residual() {
         "reported {reported}"
     );
 }
+
+#[test]
+fn checks_every_few_steps_stop_at_their_multiples() {
+    // With d = 0.5 the residual after k steps from 0 is 0.5^(k−1), so
+    // rtol = 1e-6 (scale ≈ 2) stops at k = 20 when every step is checked.
+    // With a check every 8 steps the sample stops at 24 with the state of
+    // 24 steps, and one check at the limit of 10 reports step 10.
+    let data = mat![[0.5, 0.25]];
+    let every_step = OptLayer::new(AffineMap, ForwardOptions::new(1_000, 1e-6)).unwrap();
+    let reference = every_step.forward(data.as_ref()).unwrap();
+    assert_eq!(reference.samples[0].iterations, 20);
+
+    let sparse_checks = ForwardOptions::new(1_000, 1e-6).with_check_every(8);
+    let result = every_step.forward_with(data.as_ref(), &sparse_checks).unwrap();
+    for (j, report) in result.samples.iter().enumerate() {
+        let expected = reference.samples[j].iterations.div_ceil(8) * 8;
+        assert_eq!(report.iterations, expected, "sample {j}");
+        assert_eq!(report.status, Status::Converged, "sample {j}");
+        let fixed_depth = ForwardOptions::new(expected, 0.0);
+        let plain = every_step
+            .forward_with(data.as_ref().subcols(j, 1), &fixed_depth)
+            .unwrap();
+        assert_eq!(result.x[(0, j)], plain.x[(0, 0)], "sample {j}");
+        assert_eq!(report.residual, plain.samples[0].residual, "sample {j}");
+    }
+
+    let limit = ForwardOptions::new(10, 1e-12).with_check_every(8);
+    let result = every_step.forward_with(mat![[0.999]].as_ref(), &limit).unwrap();
+    let report = result.samples[0];
+    assert_eq!(report.status, Status::IterationLimit);
+    assert_eq!(report.iterations, 10);
+    assert!((report.residual - 0.999_f64.powi(9)).abs() < 1e-12, "{report:?}");
+}
+
+#[test]
+fn one_check_at_the_end_gives_the_states_of_every_step_checks() {
+    // With rtol = atol = 0 no sample stops early, so checking only at the
+    // last step must give the same bits as checking after every step, on one
+    // thread or two. Θ and A have more than 2,048 entries each, so the
+    // thread count does not change the rounding of the products.
+    let (theta, a, data) = recovery_batch(60, 40, 4, 9, 11);
+    let layer = OptLayer::new(
+        sparse_model::<f32>(&theta, &a, true),
+        ForwardOptions::new(150, 0.0),
+    )
+    .unwrap();
+    let data = cast::<f32>(&data);
+    let every_step = layer.forward(data.as_ref()).unwrap();
+    for threads in [1, 2] {
+        let options = ForwardOptions::new(150, 0.0)
+            .with_check_every(150)
+            .with_threads(threads);
+        let once = layer.forward_with(data.as_ref(), &options).unwrap();
+        assert_eq!(once.state, every_step.state, "{threads} threads");
+        assert_eq!(once.samples, every_step.samples, "{threads} threads");
+    }
+}
+
+#[test]
+fn sparse_checks_report_non_finite_states_at_a_check() {
+    let layer = OptLayer::new(AffineMap, ForwardOptions::new(1_000, 1e-12)).unwrap();
+    let options = ForwardOptions::new(1_000, 1e-12).with_check_every(5);
+    let result = layer.forward_with(mat![[0.5, 1e200]].as_ref(), &options).unwrap();
+    assert_eq!(result.samples[0].status, Status::Converged);
+    assert_eq!(result.samples[0].iterations % 5, 0, "{:?}", result.samples[0]);
+    assert_eq!(result.samples[1].status, Status::NonFinite);
+    assert_eq!(result.samples[1].iterations, 5, "{:?}", result.samples[1]);
+}
+
+#[test]
+fn check_interval_must_be_positive_and_one_with_anderson() {
+    let layer = OptLayer::new(AffineMap, ForwardOptions::default()).unwrap();
+    let data = mat![[0.5]];
+    let zero = ForwardOptions::default().with_check_every(0);
+    match layer.forward_with(data.as_ref(), &zero).unwrap_err() {
+        Error::InvalidParameter { name, value, .. } => {
+            assert_eq!(name, "check_every");
+            assert_eq!(value, 0.0);
+        }
+        other => panic!("unexpected error {other:?}"),
+    }
+    let accelerated = ForwardOptions::default()
+        .with_anderson(optlayer::AndersonOptions::default())
+        .with_check_every(4);
+    let error = layer.forward_with(data.as_ref(), &accelerated).unwrap_err();
+    assert!(error.to_string().contains("check_every"), "{error}");
+    assert!(error.to_string().contains("Anderson"), "{error}");
+    assert!(
+        layer
+            .forward_with(data.as_ref(), &accelerated.with_check_every(1))
+            .is_ok()
+    );
+}

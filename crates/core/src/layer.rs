@@ -20,6 +20,17 @@ pub struct ForwardOptions {
     pub rtol: f64,
     /// Absolute tolerance on the fixed-point residual.
     pub atol: f64,
+    /// Number of steps between two checks of the stopping rule; at least 1.
+    /// The residual is computed at steps `check_every`, `2 check_every`, …
+    /// and at step `max_iters`, and only there can a sample stop, so a
+    /// sample runs up to `check_every − 1` steps more than it needs. Each
+    /// check reads the new and the previous state of every active sample; on
+    /// the reference sparse inverse problem it costs about 3% of a step.
+    /// With `rtol = atol = 0` and a fixed depth, `check_every = max_iters`
+    /// computes the residual once, at the end (a sample whose state turns
+    /// NaN or infinite is then reported at the end too). Must be 1 with
+    /// Anderson acceleration, which needs the residual of every step.
+    pub check_every: usize,
     /// Number of threads. The batch is split into column blocks, one per
     /// thread. When the batch has fewer samples than threads, the threads
     /// left over go to the matrix products of large problems (see
@@ -42,6 +53,7 @@ impl Default for ForwardOptions {
             max_iters: 1000,
             rtol: 1e-6,
             atol: 0.0,
+            check_every: 1,
             threads: 1,
             anderson: None,
             block_columns: None,
@@ -62,6 +74,12 @@ impl ForwardOptions {
     /// Sets the absolute tolerance.
     pub fn with_atol(mut self, atol: f64) -> Self {
         self.atol = atol;
+        self
+    }
+
+    /// Sets the number of steps between two checks of the stopping rule.
+    pub fn with_check_every(mut self, steps: usize) -> Self {
+        self.check_every = steps;
         self
     }
 
@@ -93,6 +111,21 @@ impl ForwardOptions {
                 name: "max_iters".into(),
                 value: 0.0,
                 requirement: "must be at least 1".into(),
+            });
+        }
+        if self.check_every == 0 {
+            return Err(Error::InvalidParameter {
+                name: "check_every".into(),
+                value: 0.0,
+                requirement: "must be at least 1 (1 checks the stopping rule after every step)".into(),
+            });
+        }
+        if self.anderson.is_some() && self.check_every != 1 {
+            return Err(Error::InvalidParameter {
+                name: "check_every".into(),
+                value: self.check_every as f64,
+                requirement: "must be 1 with Anderson acceleration, which needs the residual of every step"
+                    .into(),
             });
         }
         if self.threads == 0 {
@@ -683,6 +716,9 @@ fn iterate_block<T: Scalar, Alg: Splitting<Real = T>>(
             stack,
         );
         core::mem::swap(&mut z, &mut z_next);
+        if iteration % options.check_every != 0 && iteration != options.max_iters {
+            continue;
+        }
 
         // After the swap, z is the new iterate and z_next the previous one.
         let mut j = 0;

@@ -26,6 +26,7 @@ mod jfb;
 mod layer;
 mod operator;
 mod params;
+pub mod product;
 pub mod prox;
 mod scalar;
 mod smooth;

@@ -95,6 +95,20 @@ pub trait Operator<T: Scalar>: Parameterized<T> + Send + Sync {
         StackReq::EMPTY
     }
 
+    /// Returns the matrix of `K` when the operator multiplies by a dense
+    /// matrix that it stores, so that a splitting can stack it with other
+    /// operators and multiply by all of them at once. `apply` must then
+    /// compute `alpha * M x` with the `M` returned, and `apply_adjoint`
+    /// `alpha * Mᵀ y`.
+    ///
+    /// The matrix may change only through the operator's parameters; a
+    /// splitting that keeps a copy of it refreshes the copy in
+    /// [`Parameterized::after_param_update`]. The provided method returns
+    /// `None`, which keeps the operator's own products.
+    fn dense(&self) -> Option<MatRef<'_, T>> {
+        None
+    }
+
     /// Adds `alpha * ∂⟨G, K X⟩/∂params` to `grads`, the slice of this
     /// operator's own gradients in parameter order.
     ///

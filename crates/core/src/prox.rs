@@ -242,6 +242,54 @@ impl<T: Scalar> Entrywise<T> {
     }
 }
 
+/// A loop over a batch that applies an entry-wise prox inside its own
+/// arithmetic, run by [`Entrywise::run_pass`].
+pub trait EntrywisePass<T: Scalar> {
+    /// Runs the loop with `prox(v, d)`, the map of one entry `v` whose data
+    /// entry `d` is the entry of `data` at the same position.
+    fn run<P: Fn(T, T) -> T + Copy>(self, prox: P, data: MatRef<'_, T>);
+}
+
+impl<T: Scalar> Entrywise<T> {
+    /// Runs `pass` with the map of this form as a closure of its own, so that
+    /// the loop has no branch on the form per entry and vectorizes. The data
+    /// handed to the loop are the `rows` rows that a
+    /// [`DataRows`](Entrywise::DataRows) form reads, and `placeholder` (a
+    /// matrix the loop reads anyway, of `rows` rows) for the other forms.
+    ///
+    /// Returns `false`, having run nothing, when `data` lacks the rows of a
+    /// `DataRows` form: the prox itself handles that case.
+    pub fn run_pass(
+        self,
+        pass: impl EntrywisePass<T>,
+        data: MatRef<'_, T>,
+        rows: usize,
+        placeholder: MatRef<'_, T>,
+    ) -> bool {
+        match self {
+            Entrywise::Identity => pass.run(|v: T, _: T| v, placeholder),
+            Entrywise::Shrink { threshold } => pass.run(move |v: T, _: T| shrink(v, threshold), placeholder),
+            Entrywise::Clip { lower, upper } => {
+                pass.run(move |v: T, _: T| clip(v, lower, upper), placeholder)
+            }
+            Entrywise::DataRows { offset } if data_has_rows(data, offset, rows) => {
+                pass.run(|_: T, d: T| d, data.subrows(offset, rows));
+            }
+            Entrywise::DataRows { .. } => return false,
+        }
+        true
+    }
+
+    /// Returns whether [`run_pass`](Self::run_pass) runs its loop for `data`
+    /// and `rows`.
+    pub fn runs_on(self, data: MatRef<'_, T>, rows: usize) -> bool {
+        match self {
+            Entrywise::DataRows { offset } => data_has_rows(data, offset, rows),
+            _ => true,
+        }
+    }
+}
+
 /// Returns whether `data` has the rows `offset..offset + rows`, which a
 /// [`Entrywise::DataRows`] form reads. An end past `usize::MAX` counts as
 /// missing rows.

@@ -6,7 +6,8 @@ use faer::mat::AsMatMut;
 use faer::prelude::{Reborrow, ReborrowMut};
 use faer::{Accum, Mat, MatMut, MatRef, Par};
 use optlayer_core::columns::{map2, map3, update_with_outputs, update2};
-use optlayer_core::prox::{clip, data_has_rows, shrink};
+use optlayer_core::product::{dense_product, same_kernel_at_every_width};
+use optlayer_core::prox::EntrywisePass;
 use optlayer_core::validate::{check_computed_step, step_in};
 use optlayer_core::warm_start::{
     check_warm_start_count, decode_estimate, decode_warm_start_vector, encode_estimate,
@@ -156,6 +157,66 @@ pub struct LinearizedAdmm<T: Scalar> {
     rule: StepRule,
     norm_estimate: T,
     power_vector: Option<Mat<T>>,
+    stacked: Option<StackedMatrix<T>>,
+}
+
+/// `K = [K_1; K_2; …]` copied into one matrix, with `Kᵀ` stored
+/// column-major, when every operator is dense: one product then computes
+/// every `K_i x`, and one every `K_iᵀ y_i` summed.
+#[derive(Clone, Debug)]
+struct StackedMatrix<T: Scalar> {
+    matrix: Mat<T>,
+    transposed: Mat<T>,
+    /// False from the moment an operator's parameter may have been written
+    /// until the next [`refresh`](Self::refresh). Steps then multiply by
+    /// each operator.
+    current: bool,
+}
+
+impl<T: Scalar> StackedMatrix<T> {
+    /// Stacks the operators' matrices; `None` unless there are two blocks or
+    /// more, every operator gives its matrix, and the stack has more than
+    /// 2,048 entries. Smaller stacks would take faer's kernel for small
+    /// products at some batch widths and its blocked kernel at others, so
+    /// that a sample's last bits would depend on the thread count (see
+    /// [`same_kernel_at_every_width`]).
+    fn of(blocks: &[Block<T>], primal_dim: usize) -> Option<Self> {
+        let rows = blocks.iter().map(|b| b.operator.nrows()).sum();
+        if blocks.len() < 2
+            || blocks.iter().any(|b| b.operator.dense().is_none())
+            || !same_kernel_at_every_width(rows, primal_dim)
+        {
+            return None;
+        }
+        let mut stacked = Self {
+            matrix: Mat::zeros(rows, primal_dim),
+            transposed: Mat::zeros(primal_dim, rows),
+            current: false,
+        };
+        stacked.refresh(blocks);
+        Some(stacked)
+    }
+
+    /// Copies the operators' matrices again, without allocating.
+    fn refresh(&mut self, blocks: &[Block<T>]) {
+        let mut start = 0;
+        for block in blocks {
+            let Some(part) = block.operator.dense() else {
+                // An operator that stops giving its matrix keeps the stack
+                // out of use.
+                self.current = false;
+                return;
+            };
+            let rows = part.nrows();
+            self.matrix.as_mut().subrows_mut(start, rows).copy_from(part);
+            self.transposed
+                .as_mut()
+                .subcols_mut(start, rows)
+                .copy_from(part.transpose());
+            start += rows;
+        }
+        self.current = true;
+    }
 }
 
 /// Power-iteration settings for `‖K‖₂`: a cold start runs up to this many
@@ -244,9 +305,43 @@ impl<T: Scalar> LinearizedAdmm<T> {
             rule,
             norm_estimate: T::zero(),
             power_vector: None,
+            stacked: None,
         };
+        splitting.stacked = StackedMatrix::of(&splitting.blocks, primal_dim);
         splitting.refresh_steps()?;
         Ok(splitting)
+    }
+
+    /// Drops the stacked copy of the operators' matrices (see the type's
+    /// documentation), which takes twice the memory of the matrices. Steps
+    /// then multiply by each operator apart.
+    pub fn without_stacked_copy(mut self) -> Self {
+        self.stacked = None;
+        self
+    }
+
+    /// Returns whether steps multiply by the stacked copy of the operators'
+    /// matrices: the operators are all dense, there are two blocks or more,
+    /// the copy is kept and no parameter was written since the last
+    /// [`Parameterized::after_param_update`].
+    pub fn uses_stacked_copy(&self) -> bool {
+        self.stacked.as_ref().is_some_and(|s| s.current)
+    }
+
+    /// Returns the stacked matrix when a step can multiply by it: the copy
+    /// is current, and every block's prox applies one function to each entry
+    /// and runs inside the pass for `data`.
+    fn stacked_for(&self, data: MatRef<'_, T>) -> Option<&StackedMatrix<T>> {
+        let stacked = self.stacked.as_ref().filter(|s| s.current)?;
+        let lambda = self.lambda;
+        self.blocks
+            .iter()
+            .all(|b| {
+                b.prox
+                    .entrywise(lambda)
+                    .is_some_and(|form| form.runs_on(data, b.operator.nrows()))
+            })
+            .then_some(stacked)
     }
 
     /// Returns the blocks.
@@ -446,6 +541,9 @@ impl<T: Scalar> Parameterized<T> for LinearizedAdmm<T> {
         let block = &mut self.blocks[b];
         let op_count = block.operator.param_count();
         if local < op_count {
+            if let Some(stacked) = &mut self.stacked {
+                stacked.current = false;
+            }
             block.operator.param_mut(local)
         } else {
             block.prox.param_mut(local - op_count)
@@ -456,6 +554,9 @@ impl<T: Scalar> Parameterized<T> for LinearizedAdmm<T> {
         for block in &mut self.blocks {
             block.operator.after_param_update()?;
             block.prox.after_param_update()?;
+        }
+        if let Some(stacked) = &mut self.stacked {
+            stacked.refresh(&self.blocks);
         }
         self.refresh_steps()
     }
@@ -496,6 +597,12 @@ impl<T: Scalar> Parameterized<T> for LinearizedAdmm<T> {
                 }
             },
         )?;
+        // Restoring a checkpoint writes the parameters through `param_mut` and
+        // ends here, without `after_param_update`; the stacked copy is
+        // refreshed as the operators refresh theirs.
+        if let Some(stacked) = &mut self.stacked {
+            stacked.refresh(&self.blocks);
+        }
         self.power_vector = vector;
         self.norm_estimate = norm;
         self.beta = beta;
@@ -586,7 +693,11 @@ impl<T: Scalar> Splitting for LinearizedAdmm<T> {
     }
 
     fn step_scratch(&self, batch: usize, par: Par) -> StackReq {
-        self.scratch(batch, par, STEP_TEMPS)
+        let per_block = self.scratch(batch, par, STEP_TEMPS);
+        match &self.stacked {
+            Some(stacked) => per_block.or(temp_mat_scratch::<T>(stacked.matrix.nrows(), batch)),
+            None => per_block,
+        }
     }
 
     fn step(
@@ -605,6 +716,45 @@ impl<T: Scalar> Splitting for LinearizedAdmm<T> {
         let x = z.subrows(0, n);
         let (mut x_next, mut rest) = z_next.split_at_row_mut(n);
         x_next.copy_from(x);
+
+        if let Some(stacked) = self.stacked_for(data) {
+            // SAFETY: the product writes every entry of w before it is read.
+            let (mut w, _) = unsafe { temp_mat_uninit::<T, _, _>(stacked.matrix.nrows(), batch, stack) };
+            let mut w = w.as_mat_mut();
+            // w = K x for every block; each block's pass then overwrites its
+            // rows with 2ν⁺ − ν, and one product adds −β Kᵀ w to x⁺.
+            dense_product(w.rb_mut(), Accum::Replace, one, stacked.matrix.as_ref(), x, par);
+            let mut start = 0;
+            for (block, &offset) in self.blocks.iter().zip(&self.offsets) {
+                let r = block.operator.nrows();
+                let (p_next, tail) = rest.split_at_row_mut(r);
+                let (nu_next, tail) = tail.split_at_row_mut(r);
+                rest = tail;
+                let p = z.subrows(offset, r);
+                if let Some(form) = block.prox.entrywise(lambda) {
+                    let pass = StackedPass {
+                        w: w.rb_mut().subrows_mut(start, r),
+                        nu_next,
+                        p_next,
+                        p,
+                        nu: z.subrows(offset + r, r),
+                        alpha,
+                        lambda,
+                    };
+                    form.run_pass(pass, data, r, p);
+                }
+                start += r;
+            }
+            // A single column multiplies by the transposed view, as the
+            // dense operators do, since faer rounds it another way.
+            let lhs = if batch >= 2 {
+                stacked.transposed.as_ref()
+            } else {
+                stacked.matrix.as_ref().transpose()
+            };
+            dense_product(x_next, Accum::Add, -beta, lhs, w.rb(), par);
+            return;
+        }
 
         for (block, &offset) in self.blocks.iter().zip(&self.offsets) {
             let r = block.operator.nrows();
@@ -811,28 +961,77 @@ fn fused_update<T: Scalar>(
     data: MatRef<'_, T>,
     [alpha, lambda]: [T; 2],
 ) -> bool {
-    let two = T::lit(2.0);
-    macro_rules! pass {
-        ($d:expr, $prox:expr) => {{
-            let prox = $prox;
-            update_with_outputs(nu_next, p_next, w, p, nu, $d, move |kx, p, nu, d| {
+    let rows = p.nrows();
+    let pass = InPlacePass {
+        nu_next,
+        p_next,
+        w,
+        p,
+        nu,
+        alpha,
+        lambda,
+    };
+    form.run_pass(pass, data, rows, p)
+}
+
+/// The pass of [`fused_update`], with `K x` read from the rows of `ν⁺`.
+struct InPlacePass<'a, T> {
+    nu_next: MatMut<'a, T>,
+    p_next: MatMut<'a, T>,
+    w: MatMut<'a, T>,
+    p: MatRef<'a, T>,
+    nu: MatRef<'a, T>,
+    alpha: T,
+    lambda: T,
+}
+
+impl<T: Scalar> EntrywisePass<T> for InPlacePass<'_, T> {
+    fn run<P: Fn(T, T) -> T + Copy>(self, prox: P, data: MatRef<'_, T>) {
+        let (alpha, lambda, two) = (self.alpha, self.lambda, T::lit(2.0));
+        update_with_outputs(
+            self.nu_next,
+            self.p_next,
+            self.w,
+            self.p,
+            self.nu,
+            data,
+            move |kx, p, nu, d| {
                 let pn = prox(p + lambda * (nu + alpha * (kx - p)), d);
                 let nn = nu + alpha * (kx - pn);
                 (nn, pn, two * nn - nu)
-            });
-            true
-        }};
+            },
+        );
     }
-    // One loop per form, so that no loop branches on the form per entry
-    // and each one vectorizes.
-    match form {
-        Entrywise::Identity => pass!(p, |v: T, _: T| v),
-        Entrywise::Shrink { threshold } => pass!(p, move |v: T, _: T| shrink(v, threshold)),
-        Entrywise::Clip { lower, upper } => pass!(p, move |v: T, _: T| clip(v, lower, upper)),
-        Entrywise::DataRows { offset } if data_has_rows(data, offset, p.nrows()) => {
-            pass!(data.subrows(offset, p.nrows()), |_: T, d: T| d)
-        }
-        // The prox itself handles data that lacks the rows its form names.
-        _ => false,
+}
+
+/// The pass of a step with the stacked matrix: the same arithmetic as
+/// [`InPlacePass`], with `K x` read from the rows of `w`, which then receive
+/// `2ν⁺ − ν`.
+struct StackedPass<'a, T> {
+    w: MatMut<'a, T>,
+    nu_next: MatMut<'a, T>,
+    p_next: MatMut<'a, T>,
+    p: MatRef<'a, T>,
+    nu: MatRef<'a, T>,
+    alpha: T,
+    lambda: T,
+}
+
+impl<T: Scalar> EntrywisePass<T> for StackedPass<'_, T> {
+    fn run<P: Fn(T, T) -> T + Copy>(self, prox: P, data: MatRef<'_, T>) {
+        let (alpha, lambda, two) = (self.alpha, self.lambda, T::lit(2.0));
+        update_with_outputs(
+            self.w,
+            self.nu_next,
+            self.p_next,
+            self.p,
+            self.nu,
+            data,
+            move |kx, p, nu, d| {
+                let pn = prox(p + lambda * (nu + alpha * (kx - p)), d);
+                let nn = nu + alpha * (kx - pn);
+                (two * nn - nu, nn, pn)
+            },
+        );
     }
 }

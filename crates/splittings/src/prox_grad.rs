@@ -2,7 +2,7 @@
 //! `min_x f(x; d) + g(x)`.
 
 use optlayer_core::columns::{map3, update1};
-use optlayer_core::prox::{clip, data_has_rows, shrink};
+use optlayer_core::prox::EntrywisePass;
 use std::ops::Range;
 
 use faer::dyn_stack::{MemStack, StackReq};
@@ -657,24 +657,29 @@ fn fused_prox<T: Scalar>(
     data: MatRef<'_, T>,
     gamma: T,
 ) -> bool {
-    macro_rules! pass {
-        ($d:expr, $prox:expr) => {{
-            let prox = $prox;
-            map3(x_next, gradient, y, $d, move |g, y, d| prox(y - gamma * g, d));
-            true
-        }};
-    }
-    // One loop per form, so that no loop branches on the form per entry
-    // and each one vectorizes.
-    match form {
-        Entrywise::Identity => pass!(y, |v: T, _: T| v),
-        Entrywise::Shrink { threshold } => pass!(y, move |v: T, _: T| shrink(v, threshold)),
-        Entrywise::Clip { lower, upper } => pass!(y, move |v: T, _: T| clip(v, lower, upper)),
-        Entrywise::DataRows { offset } if data_has_rows(data, offset, y.nrows()) => {
-            pass!(data.subrows(offset, y.nrows()), |_: T, d: T| d)
-        }
-        // The prox itself handles data that lacks the rows its form names.
-        _ => false,
+    let pass = ForwardBackwardPass {
+        x_next,
+        gradient,
+        y,
+        gamma,
+    };
+    form.run_pass(pass, data, y.nrows(), y)
+}
+
+/// The pass of [`fused_prox`].
+struct ForwardBackwardPass<'a, T> {
+    x_next: MatMut<'a, T>,
+    gradient: MatRef<'a, T>,
+    y: MatRef<'a, T>,
+    gamma: T,
+}
+
+impl<T: Scalar> EntrywisePass<T> for ForwardBackwardPass<'_, T> {
+    fn run<P: Fn(T, T) -> T + Copy>(self, prox: P, data: MatRef<'_, T>) {
+        let gamma = self.gamma;
+        map3(self.x_next, self.gradient, self.y, data, move |g, y, d| {
+            prox(y - gamma * g, d)
+        });
     }
 }
 

@@ -3,7 +3,8 @@ use faer::{Accum, Mat, MatMut, MatRef, Par};
 use optlayer_core::validate::{check_finite, check_nonempty};
 use optlayer_core::{Operator, Parameterized, Result, Scalar};
 
-use super::{TransposedCopy, adjoint_operand, dense_apply};
+use super::{TransposedCopy, adjoint_operand};
+use optlayer_core::product::dense_product;
 
 /// A fixed dense matrix, such as the measurement matrix `A` of an inverse problem.
 ///
@@ -65,7 +66,11 @@ impl<T: Scalar> Operator<T> for Dense<T> {
         par: Par,
         _stack: &mut MemStack,
     ) {
-        dense_apply(out, accum, alpha, self.matrix.as_ref(), x, par);
+        dense_product(out, accum, alpha, self.matrix.as_ref(), x, par);
+    }
+
+    fn dense(&self) -> Option<MatRef<'_, T>> {
+        Some(self.matrix.as_ref())
     }
 
     fn apply_adjoint(
@@ -78,6 +83,6 @@ impl<T: Scalar> Operator<T> for Dense<T> {
         _stack: &mut MemStack,
     ) {
         let lhs = adjoint_operand(self.matrix.as_ref(), self.transposed.as_ref(), y.ncols());
-        dense_apply(out, accum, alpha, lhs, y, par);
+        dense_product(out, accum, alpha, lhs, y, par);
     }
 }

@@ -7,7 +7,8 @@ use optlayer_core::{
     Error, Operator, ParamInfo, Parameterized, Result, Scalar, power_iteration, power_iteration_from,
 };
 
-use super::{TransposedCopy, adjoint_operand, dense_apply};
+use super::{TransposedCopy, adjoint_operand};
+use optlayer_core::product::dense_product;
 
 /// The rescaling of a [`LearnableDense`] matrix after every parameter update.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -245,7 +246,11 @@ impl<T: Scalar> Operator<T> for LearnableDense<T> {
         par: Par,
         _stack: &mut MemStack,
     ) {
-        dense_apply(out, accum, alpha, self.matrix.as_ref(), x, par);
+        dense_product(out, accum, alpha, self.matrix.as_ref(), x, par);
+    }
+
+    fn dense(&self) -> Option<MatRef<'_, T>> {
+        Some(self.matrix.as_ref())
     }
 
     fn apply_adjoint(
@@ -258,7 +263,7 @@ impl<T: Scalar> Operator<T> for LearnableDense<T> {
         _stack: &mut MemStack,
     ) {
         let lhs = adjoint_operand(self.matrix.as_ref(), self.transposed.as_ref(), y.ncols());
-        dense_apply(out, accum, alpha, lhs, y, par);
+        dense_product(out, accum, alpha, lhs, y, par);
     }
 
     fn accumulate_grad(&self, grads: &mut [Mat<T>], alpha: T, g: MatRef<'_, T>, x: MatRef<'_, T>, par: Par) {
