@@ -478,7 +478,7 @@ fn inconsistent_constraint_primal_dual_reports_residual() {
 }
 
 #[test]
-fn checks_every_few_steps_stop_at_their_multiples() {
+fn sparse_checks_stop_at_multiples() {
     // With d = 0.5 the residual after k steps from 0 is 0.5^(k−1), so
     // rtol = 1e-6 (scale ≈ 2) stops at k = 20 when every step is checked.
     // With a check every 8 steps the sample stops at 24 with the state of
@@ -511,7 +511,7 @@ fn checks_every_few_steps_stop_at_their_multiples() {
 }
 
 #[test]
-fn one_check_at_the_end_gives_the_states_of_every_step_checks() {
+fn final_check_matches_every_step_checks() {
     // With rtol = atol = 0 no sample stops early, so checking only at the
     // last step must give the same bits as checking after every step, on one
     // thread or two. Θ and A have more than 2,048 entries each, so the
@@ -535,7 +535,7 @@ fn one_check_at_the_end_gives_the_states_of_every_step_checks() {
 }
 
 #[test]
-fn sparse_checks_report_non_finite_states_at_a_check() {
+fn sparse_checks_report_non_finite_states() {
     let layer = OptLayer::new(AffineMap, ForwardOptions::new(1_000, 1e-12)).unwrap();
     let options = ForwardOptions::new(1_000, 1e-12).with_check_every(5);
     let result = layer.forward_with(mat![[0.5, 1e200]].as_ref(), &options).unwrap();
@@ -546,7 +546,7 @@ fn sparse_checks_report_non_finite_states_at_a_check() {
 }
 
 #[test]
-fn check_interval_must_be_positive_and_one_with_anderson() {
+fn check_every_rejects_zero_and_anderson() {
     let layer = OptLayer::new(AffineMap, ForwardOptions::default()).unwrap();
     let data = mat![[0.5]];
     let zero = ForwardOptions::default().with_check_every(0);

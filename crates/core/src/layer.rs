@@ -25,7 +25,8 @@ pub struct ForwardOptions {
     /// and at step `max_iters`, and only there can a sample stop, so a
     /// sample runs up to `check_every − 1` steps more than it needs. Each
     /// check reads the new and the previous state of every active sample; on
-    /// the reference sparse inverse problem it costs about 3% of a step.
+    /// the reference sparse inverse problem it costs about 3.5% of a step
+    /// (docs/architecture.md).
     /// With `rtol = atol = 0` and a fixed depth, `check_every = max_iters`
     /// computes the residual once, at the end (a sample whose state turns
     /// NaN or infinite is then reported at the end too). Must be 1 with

@@ -182,8 +182,13 @@ impl<T: Scalar> StackedMatrix<T> {
     /// [`same_kernel_at_every_width`]).
     fn of(blocks: &[Block<T>], primal_dim: usize) -> Option<Self> {
         let rows = blocks.iter().map(|b| b.operator.nrows()).sum();
+        let gives_its_matrix = |block: &Block<T>| {
+            let op = &block.operator;
+            op.dense()
+                .is_some_and(|m| m.nrows() == op.nrows() && m.ncols() == primal_dim)
+        };
         if blocks.len() < 2
-            || blocks.iter().any(|b| b.operator.dense().is_none())
+            || !blocks.iter().all(gives_its_matrix)
             || !same_kernel_at_every_width(rows, primal_dim)
         {
             return None;
@@ -201,13 +206,17 @@ impl<T: Scalar> StackedMatrix<T> {
     fn refresh(&mut self, blocks: &[Block<T>]) {
         let mut start = 0;
         for block in blocks {
-            let Some(part) = block.operator.dense() else {
-                // An operator that stops giving its matrix keeps the stack
-                // out of use.
+            let rows = block.operator.nrows();
+            let part = block
+                .operator
+                .dense()
+                .filter(|m| m.nrows() == rows && m.ncols() == self.matrix.ncols());
+            let Some(part) = part else {
+                // An operator that stops giving its matrix, or gives one of
+                // another shape, keeps the stack out of use.
                 self.current = false;
                 return;
             };
-            let rows = part.nrows();
             self.matrix.as_mut().subrows_mut(start, rows).copy_from(part);
             self.transposed
                 .as_mut()

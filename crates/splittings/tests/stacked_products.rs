@@ -149,7 +149,7 @@ fn stacked_steps_match_separate_products() {
 }
 
 #[test]
-fn small_or_single_block_models_multiply_by_each_operator() {
+fn small_models_skip_the_stack() {
     // 20 x 20 and 10 x 20 stack into 600 entries, which faer would multiply
     // with two kernels depending on the batch width.
     let blocks = vec![
@@ -178,7 +178,7 @@ fn small_or_single_block_models_multiply_by_each_operator() {
 }
 
 #[test]
-fn a_written_parameter_is_used_before_and_after_the_update() {
+fn written_parameter_used_before_update() {
     let mut written = model::<f64>(&theta0());
     let new_theta = theta0().as_ref() * 1.5;
     written.param_mut(0).copy_from(&new_theta);
@@ -203,7 +203,7 @@ fn a_written_parameter_is_used_before_and_after_the_update() {
 }
 
 #[test]
-fn restoring_the_warm_start_state_refreshes_the_copy() {
+fn restore_refreshes_stacked_copy() {
     // A checkpoint restore writes the parameters, then the warm-start
     // state, without `after_param_update`.
     let new_theta = theta0().as_ref() * 0.5;
