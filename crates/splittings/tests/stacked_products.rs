@@ -5,7 +5,7 @@
 
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::{Mat, MatMut, MatRef, Par};
-use optlayer_core::{Parameterized, Scalar, Splitting};
+use optlayer_core::{Operator, Parameterized, Scalar, Splitting};
 use optlayer_ops::{BoxSet, Dense, IndicatorPoint, L1Norm, LearnableDense};
 use optlayer_splittings::{Block, LadmmSteps, LinearizedAdmm};
 use optlayer_testing::random::gaussian;
@@ -222,4 +222,76 @@ fn restore_refreshes_stacked_copy() {
         step(&restored, z.as_ref(), data.as_ref()),
         step(&trained, z.as_ref(), data.as_ref())
     );
+}
+
+/// A dense operator whose `dense()` returns a matrix of another shape.
+struct WrongShape {
+    inner: Dense<f64>,
+    other: Mat<f64>,
+}
+
+impl Parameterized<f64> for WrongShape {}
+
+impl Operator<f64> for WrongShape {
+    fn nrows(&self) -> usize {
+        self.inner.nrows()
+    }
+
+    fn ncols(&self) -> usize {
+        self.inner.ncols()
+    }
+
+    fn apply(
+        &self,
+        out: MatMut<'_, f64>,
+        accum: faer::Accum,
+        alpha: f64,
+        x: MatRef<'_, f64>,
+        par: Par,
+        stack: &mut MemStack,
+    ) {
+        self.inner.apply(out, accum, alpha, x, par, stack);
+    }
+
+    fn apply_adjoint(
+        &self,
+        out: MatMut<'_, f64>,
+        accum: faer::Accum,
+        alpha: f64,
+        y: MatRef<'_, f64>,
+        par: Par,
+        stack: &mut MemStack,
+    ) {
+        self.inner.apply_adjoint(out, accum, alpha, y, par, stack);
+    }
+
+    fn dense(&self) -> Option<MatRef<'_, f64>> {
+        Some(self.other.as_ref())
+    }
+}
+
+#[test]
+fn misshapen_dense_matrix_skips_the_stack() {
+    let a = gaussian(M, N, 2);
+    let blocks = vec![
+        Block::new(Dense::new(theta0()).unwrap(), L1Norm::new(0.5).unwrap()),
+        Block::new(
+            WrongShape {
+                inner: Dense::new(a).unwrap(),
+                other: Mat::zeros(M + 1, N),
+            },
+            IndicatorPoint::from_data(0, M).unwrap(),
+        ),
+    ];
+    let steps = LadmmSteps {
+        alpha: 0.5,
+        beta: 0.01,
+        lambda: 0.7,
+    };
+    let model = LinearizedAdmm::new(N, M, blocks, steps).unwrap();
+    assert!(!model.uses_stacked_copy());
+    let data = gaussian(M, 3, 12);
+    let z = gaussian(model.state_dim(), 3, 13);
+    let next = step(&model, z.as_ref(), data.as_ref());
+    assert!(next.as_ref().is_all_finite());
 }
