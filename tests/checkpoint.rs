@@ -19,8 +19,8 @@ use optlayer_testing::temp::TempDir;
 
 const EPOCHS: usize = 3;
 
-/// A sparse inverse problem with 6 unknowns, 3 measurements, 20 training
-/// samples (3 batches of 8, the last of 4) and 6 test samples.
+/// A sparse inverse problem with 20 training samples (3 batches of 8, the
+/// last of 4) and 6 test samples.
 struct Problem<T: Scalar> {
     theta0: Mat<f64>,
     a: Mat<f64>,
@@ -28,11 +28,18 @@ struct Problem<T: Scalar> {
     test: Dataset<T>,
 }
 
+/// Returns the problem with 6 unknowns and 3 measurements.
 fn problem<T: Scalar>() -> Problem<T> {
+    sized_problem(6, 3, 3)
+}
+
+/// Returns a problem with `n` unknowns, `m` measurements and signals of `r`
+/// latent entries.
+fn sized_problem<T: Scalar>(n: usize, m: usize, r: usize) -> Problem<T> {
     let config = SparseInverseConfig {
-        n: 6,
-        m: 3,
-        r: 3,
+        n,
+        m,
+        r,
         density: 0.5,
         train_samples: 20,
         test_samples: 6,
@@ -148,8 +155,7 @@ fn resume_and_finish<T: Scalar>(dir: &TempDir, problem: &Problem<T>) -> (Mat<T>,
     (layer.param(0).to_owned(), reports)
 }
 
-fn resume_after_epoch<T: Scalar>() {
-    let problem = problem::<T>();
+fn resume_after_epoch<T: Scalar>(problem: Problem<T>) {
     let (expected, expected_reports) = uninterrupted(&problem);
     let initial = layer(&problem).param(0).to_owned();
     assert!(expected != initial, "training did not change theta");
@@ -171,8 +177,7 @@ fn resume_after_epoch<T: Scalar>() {
     assert_eq!(reports[1].test_mse, expected_reports[2].test_mse);
 }
 
-fn resume_after_interrupt<T: Scalar>() {
-    let problem = problem::<T>();
+fn resume_after_interrupt<T: Scalar>(problem: Problem<T>) {
     let (expected, expected_reports) = uninterrupted(&problem);
 
     let dir = TempDir::new("checkpoint-interrupt");
@@ -214,8 +219,7 @@ fn resume_after_interrupt<T: Scalar>() {
     assert_eq!(reports[1].train_mse, expected_reports[2].train_mse);
 }
 
-fn resume_after_kill<T: Scalar>() {
-    let problem = problem::<T>();
+fn resume_after_kill<T: Scalar>(problem: Problem<T>) {
     let (expected, _) = uninterrupted(&problem);
 
     let dir = TempDir::new("checkpoint-kill");
@@ -255,32 +259,56 @@ fn resume_after_kill<T: Scalar>() {
 
 #[test]
 fn resume_after_epoch_f64() {
-    resume_after_epoch::<f64>();
+    resume_after_epoch(problem::<f64>());
 }
 
 #[test]
 fn resume_after_epoch_f32() {
-    resume_after_epoch::<f32>();
+    resume_after_epoch(problem::<f32>());
 }
 
 #[test]
 fn resume_after_interrupt_f64() {
-    resume_after_interrupt::<f64>();
+    resume_after_interrupt(problem::<f64>());
 }
 
 #[test]
 fn resume_after_interrupt_f32() {
-    resume_after_interrupt::<f32>();
+    resume_after_interrupt(problem::<f32>());
 }
 
 #[test]
 fn resume_after_kill_f64() {
-    resume_after_kill::<f64>();
+    resume_after_kill(problem::<f64>());
 }
 
 #[test]
 fn resume_after_kill_f32() {
-    resume_after_kill::<f32>();
+    resume_after_kill(problem::<f32>());
+}
+
+/// Returns a problem whose `[Θ; A]` (64 x 40) has more than 2,048 entries,
+/// so that linearized ADMM multiplies by its stacked copy, which a restore
+/// must copy again.
+fn stacked_problem<T: Scalar>() -> Problem<T> {
+    let problem = sized_problem(40, 24, 8);
+    assert!(layer(&problem).splitting().uses_stacked_copy());
+    problem
+}
+
+#[test]
+fn stacked_resume_after_epoch_f64() {
+    resume_after_epoch(stacked_problem::<f64>());
+}
+
+#[test]
+fn stacked_resume_after_interrupt_f32() {
+    resume_after_interrupt(stacked_problem::<f32>());
+}
+
+#[test]
+fn stacked_resume_after_kill_f64() {
+    resume_after_kill(stacked_problem::<f64>());
 }
 
 /// Saves a checkpoint taken after one epoch into a new folder.

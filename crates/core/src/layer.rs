@@ -22,11 +22,13 @@ pub struct ForwardOptions {
     pub atol: f64,
     /// Number of steps between two checks of the stopping rule; at least 1.
     /// The residual is computed at steps `check_every`, `2 check_every`, …
-    /// and at step `max_iters`, and only there can a sample stop, so a
-    /// sample runs up to `check_every − 1` steps more than it needs. Each
-    /// check reads the new and the previous state of every active sample; on
-    /// the reference sparse inverse problem it costs about 3.5% of a step
-    /// (docs/architecture.md).
+    /// and at step `max_iters`, and only there can a sample stop. The
+    /// residual does not always decrease, so a sample may meet the tolerance
+    /// between two checks and miss it at the next ones: it can run more than
+    /// `check_every − 1` extra steps (86 with `check_every = 8` for one
+    /// reference sample at `rtol = 1e-4`). Each check reads the new and the
+    /// previous state of every active sample. On the reference sparse
+    /// inverse problem it costs about 3.5% of a step (docs/architecture.md).
     /// With `rtol = atol = 0` and a fixed depth, `check_every = max_iters`
     /// computes the residual once, at the end (a sample whose state turns
     /// NaN or infinite is then reported at the end too). Must be 1 with
@@ -248,7 +250,9 @@ pub enum Status {
     Converged,
     /// The iteration limit was reached first.
     IterationLimit,
-    /// The state became NaN or infinite; the sample stopped at that step.
+    /// The state became NaN or infinite; the sample stopped at the first
+    /// check of the stopping rule after that (see
+    /// [`ForwardOptions::check_every`]).
     NonFinite,
 }
 

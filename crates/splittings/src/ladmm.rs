@@ -316,7 +316,14 @@ impl<T: Scalar> LinearizedAdmm<T> {
             power_vector: None,
             stacked: None,
         };
-        splitting.stacked = StackedMatrix::of(&splitting.blocks, primal_dim);
+        let lambda = splitting.lambda;
+        if splitting
+            .blocks
+            .iter()
+            .all(|b| b.prox.entrywise(lambda).is_some())
+        {
+            splitting.stacked = StackedMatrix::of(&splitting.blocks, primal_dim);
+        }
         splitting.refresh_steps()?;
         Ok(splitting)
     }
@@ -330,11 +337,15 @@ impl<T: Scalar> LinearizedAdmm<T> {
     }
 
     /// Returns whether steps multiply by the stacked copy of the operators'
-    /// matrices: the operators are all dense, there are two blocks or more,
-    /// the copy is kept and no parameter was written since the last
-    /// [`Parameterized::after_param_update`].
+    /// matrices: there are two blocks or more, the operators are all dense,
+    /// every prox applies one function to each entry, the copy is kept, and
+    /// no parameter was written since the last
+    /// [`Parameterized::after_param_update`]. A prox that reads rows of the
+    /// data also needs the data to have them, which only a step can check.
     pub fn uses_stacked_copy(&self) -> bool {
+        let lambda = self.lambda;
         self.stacked.as_ref().is_some_and(|s| s.current)
+            && self.blocks.iter().all(|b| b.prox.entrywise(lambda).is_some())
     }
 
     /// Returns the stacked matrix when a step can multiply by it: the copy
@@ -560,6 +571,11 @@ impl<T: Scalar> Parameterized<T> for LinearizedAdmm<T> {
     }
 
     fn after_param_update(&mut self) -> Result<()> {
+        // An operator may rewrite its matrix here (a normalization), and a
+        // later block may fail, so the copy stays out of use until refreshed.
+        if let Some(stacked) = &mut self.stacked {
+            stacked.current = false;
+        }
         for block in &mut self.blocks {
             block.operator.after_param_update()?;
             block.prox.after_param_update()?;
@@ -592,6 +608,9 @@ impl<T: Scalar> Parameterized<T> for LinearizedAdmm<T> {
         )?;
         let norm = decode_estimate("estimate of ||K||_2 of linearized ADMM", &state[parts_len + 1])?;
         let beta = self.beta_for_norm(norm)?;
+        if let Some(stacked) = &mut self.stacked {
+            stacked.current = false;
+        }
         let blocks = &mut self.blocks;
         set_parts_warm_start_state(
             "the blocks of linearized ADMM",
@@ -740,7 +759,14 @@ impl<T: Scalar> Splitting for LinearizedAdmm<T> {
                 let (nu_next, tail) = tail.split_at_row_mut(r);
                 rest = tail;
                 let p = z.subrows(offset, r);
-                if let Some(form) = block.prox.entrywise(lambda) {
+                let form = block.prox.entrywise(lambda);
+                // `stacked_for` checked the form for these data; a prox whose
+                // form changes between two calls breaks the step.
+                debug_assert!(
+                    form.is_some(),
+                    "the prox of block at row {offset} lost its entry-wise form"
+                );
+                if let Some(form) = form {
                     let pass = StackedPass {
                         w: w.rb_mut().subrows_mut(start, r),
                         nu_next,
@@ -750,7 +776,8 @@ impl<T: Scalar> Splitting for LinearizedAdmm<T> {
                         alpha,
                         lambda,
                     };
-                    form.run_pass(pass, data, r, p);
+                    let ran = form.run_pass(pass, data, r, p);
+                    debug_assert!(ran, "the entry-wise pass of block at row {offset} did not run");
                 }
                 start += r;
             }

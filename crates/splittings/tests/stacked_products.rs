@@ -295,3 +295,47 @@ fn misshapen_dense_matrix_skips_the_stack() {
     let next = step(&model, z.as_ref(), data.as_ref());
     assert!(next.as_ref().is_all_finite());
 }
+
+#[test]
+fn failed_update_leaves_the_copy_unused() {
+    // The ℓ1 weight is a parameter after Θ's; a NaN weight makes the update
+    // fail after Θ's block, so the copy must not be taken as refreshed.
+    let a = gaussian(M, N, 2).as_ref() * (1.0 / (N as f64).sqrt());
+    let blocks = vec![
+        Block::new(
+            LearnableDense::new("theta", theta0()).unwrap(),
+            L1Norm::learnable("weight", 0.5).unwrap(),
+        ),
+        Block::new(Dense::new(a).unwrap(), IndicatorPoint::from_data(0, M).unwrap()),
+    ];
+    let steps = LadmmSteps {
+        alpha: 0.5,
+        beta: 0.05,
+        lambda: 0.7,
+    };
+    let mut model = LinearizedAdmm::new(N, M, blocks, steps).unwrap();
+    assert!(model.uses_stacked_copy());
+    model.param_mut(1)[(0, 0)] = f64::NAN;
+    assert!(model.after_param_update().is_err());
+    assert!(!model.uses_stacked_copy());
+}
+
+#[test]
+fn per_entry_weights_skip_the_stack() {
+    // An ℓ1 norm with one weight per entry has no entry-wise form.
+    let a = gaussian(M, N, 2).as_ref() * (1.0 / (N as f64).sqrt());
+    let blocks = vec![
+        Block::new(
+            Dense::new(theta0()).unwrap(),
+            L1Norm::with_weights(vec![0.5; N]).unwrap(),
+        ),
+        Block::new(Dense::new(a).unwrap(), IndicatorPoint::from_data(0, M).unwrap()),
+    ];
+    let steps = LadmmSteps {
+        alpha: 0.5,
+        beta: 0.05,
+        lambda: 0.7,
+    };
+    let model = LinearizedAdmm::new(N, M, blocks, steps).unwrap();
+    assert!(!model.uses_stacked_copy());
+}
