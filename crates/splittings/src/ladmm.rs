@@ -767,14 +767,15 @@ impl<T: Scalar> Splitting for LinearizedAdmm<T> {
                     "the prox of block at row {offset} lost its entry-wise form"
                 );
                 if let Some(form) = form {
-                    let pass = StackedPass {
-                        w: w.rb_mut().subrows_mut(start, r),
+                    let pass = BlockPass {
                         nu_next,
                         p_next,
+                        w: w.rb_mut().subrows_mut(start, r),
                         p,
                         nu: z.subrows(offset + r, r),
                         alpha,
                         lambda,
+                        kx_in_w: true,
                     };
                     let ran = form.run_pass(pass, data, r, p);
                     debug_assert!(ran, "the entry-wise pass of block at row {offset} did not run");
@@ -998,7 +999,7 @@ fn fused_update<T: Scalar>(
     [alpha, lambda]: [T; 2],
 ) -> bool {
     let rows = p.nrows();
-    let pass = InPlacePass {
+    let pass = BlockPass {
         nu_next,
         p_next,
         w,
@@ -1006,12 +1007,17 @@ fn fused_update<T: Scalar>(
         nu,
         alpha,
         lambda,
+        kx_in_w: false,
     };
     form.run_pass(pass, data, rows, p)
 }
 
-/// The pass of [`fused_update`], with `K x` read from the rows of `ν⁺`.
-struct InPlacePass<'a, T> {
+/// The element-wise part of a block's step, run by [`Entrywise::run_pass`].
+/// `K x` is read from the rows of `ν⁺` (`kx_in_w = false`, see
+/// [`fused_update`]) or from the rows of `w` (a step with the stacked
+/// matrix), and is overwritten by `ν⁺` or `2ν⁺ − ν` respectively. Both
+/// orders do the same arithmetic.
+struct BlockPass<'a, T> {
     nu_next: MatMut<'a, T>,
     p_next: MatMut<'a, T>,
     w: MatMut<'a, T>,
@@ -1019,55 +1025,32 @@ struct InPlacePass<'a, T> {
     nu: MatRef<'a, T>,
     alpha: T,
     lambda: T,
+    kx_in_w: bool,
 }
 
-impl<T: Scalar> EntrywisePass<T> for InPlacePass<'_, T> {
+impl<T: Scalar> EntrywisePass<T> for BlockPass<'_, T> {
     fn run<P: Fn(T, T) -> T + Copy>(self, prox: P, data: MatRef<'_, T>) {
         let (alpha, lambda, two) = (self.alpha, self.lambda, T::lit(2.0));
-        update_with_outputs(
-            self.nu_next,
-            self.p_next,
-            self.w,
-            self.p,
-            self.nu,
-            data,
-            move |kx, p, nu, d| {
-                let pn = prox(p + lambda * (nu + alpha * (kx - p)), d);
-                let nn = nu + alpha * (kx - pn);
-                (nn, pn, two * nn - nu)
-            },
-        );
-    }
-}
-
-/// The pass of a step with the stacked matrix: the same arithmetic as
-/// [`InPlacePass`], with `K x` read from the rows of `w`, which then receive
-/// `2ν⁺ − ν`.
-struct StackedPass<'a, T> {
-    w: MatMut<'a, T>,
-    nu_next: MatMut<'a, T>,
-    p_next: MatMut<'a, T>,
-    p: MatRef<'a, T>,
-    nu: MatRef<'a, T>,
-    alpha: T,
-    lambda: T,
-}
-
-impl<T: Scalar> EntrywisePass<T> for StackedPass<'_, T> {
-    fn run<P: Fn(T, T) -> T + Copy>(self, prox: P, data: MatRef<'_, T>) {
-        let (alpha, lambda, two) = (self.alpha, self.lambda, T::lit(2.0));
-        update_with_outputs(
-            self.w,
-            self.nu_next,
-            self.p_next,
-            self.p,
-            self.nu,
-            data,
-            move |kx, p, nu, d| {
-                let pn = prox(p + lambda * (nu + alpha * (kx - p)), d);
-                let nn = nu + alpha * (kx - pn);
-                (two * nn - nu, nn, pn)
-            },
-        );
+        let update = move |kx: T, p: T, nu: T, d: T| {
+            let pn = prox(p + lambda * (nu + alpha * (kx - p)), d);
+            let nn = nu + alpha * (kx - pn);
+            (nn, pn, two * nn - nu)
+        };
+        if self.kx_in_w {
+            update_with_outputs(
+                self.w,
+                self.nu_next,
+                self.p_next,
+                self.p,
+                self.nu,
+                data,
+                move |kx, p, nu, d| {
+                    let (nn, pn, w) = update(kx, p, nu, d);
+                    (w, nn, pn)
+                },
+            );
+        } else {
+            update_with_outputs(self.nu_next, self.p_next, self.w, self.p, self.nu, data, update);
+        }
     }
 }
