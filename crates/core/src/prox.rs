@@ -266,16 +266,16 @@ impl<T: Scalar> Entrywise<T> {
         rows: usize,
         placeholder: MatRef<'_, T>,
     ) -> bool {
+        if !self.runs_on(data, rows) {
+            return false;
+        }
         match self {
             Entrywise::Identity => pass.run(|v: T, _: T| v, placeholder),
             Entrywise::Shrink { threshold } => pass.run(move |v: T, _: T| shrink(v, threshold), placeholder),
             Entrywise::Clip { lower, upper } => {
                 pass.run(move |v: T, _: T| clip(v, lower, upper), placeholder)
             }
-            Entrywise::DataRows { offset } if data_has_rows(data, offset, rows) => {
-                pass.run(|_: T, d: T| d, data.subrows(offset, rows));
-            }
-            Entrywise::DataRows { .. } => return false,
+            Entrywise::DataRows { offset } => pass.run(|_: T, d: T| d, data.subrows(offset, rows)),
         }
         true
     }

@@ -68,7 +68,8 @@ fn compare<T: Scalar>(row_major: bool) {
     for block in separate.blocks() {
         assert!(block.prox().entrywise(T::lit(LAMBDA)).is_none());
     }
-    assert!(!fused.uses_stacked_copy() && !separate.uses_stacked_copy());
+    assert!(!fused.uses_stacked_copy());
+    assert!(!separate.uses_stacked_copy());
     let batch = 7;
     let dim = fused.state_dim();
     let store = |m: Mat<T>| if row_major { m.transpose().to_owned() } else { m };

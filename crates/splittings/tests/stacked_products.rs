@@ -90,6 +90,7 @@ fn stacked_against_separate<T: Scalar>(batch: usize, row_major: bool) -> (f64, f
     let separate = model::<T>(&theta0()).without_stacked_copy();
     assert!(stacked.uses_stacked_copy());
     assert!(!separate.uses_stacked_copy());
+
     let store = |m: &Mat<T>| {
         if row_major {
             m.transpose().to_owned()
@@ -102,6 +103,7 @@ fn stacked_against_separate<T: Scalar>(batch: usize, row_major: bool) -> (f64, f
     let (mut a, mut b) = (store(&start), store(&start));
     let (mut a_next, mut b_next) = (a.clone(), b.clone());
     let mut first = f64::NAN;
+
     for iteration in 0..30 {
         let d = view(&data, row_major);
         let a_view = if row_major {
@@ -298,8 +300,8 @@ fn misshapen_dense_matrix_skips_the_stack() {
 
 #[test]
 fn failed_update_leaves_the_copy_unused() {
-    // The ℓ1 weight is a parameter after Θ's; a NaN weight makes the update
-    // fail after Θ's block, so the copy must not be taken as refreshed.
+    // The ℓ1 weight is the parameter after Θ. A NaN weight makes the update
+    // fail after Θ's operator has updated, so the copy must stay unused.
     let a = gaussian(M, N, 2).as_ref() * (1.0 / (N as f64).sqrt());
     let blocks = vec![
         Block::new(
